@@ -1,0 +1,85 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
+)
+
+var (
+	scoreDesc = prometheus.NewDesc(namespace+"_compaction_score",
+		"Kernel proactive-compaction score of the NUMA node (mm/compaction.c fragmentation_score_node, 0..100): the present-pages-weighted share of free memory unusable at the huge-page order.",
+		[]string{"numa_node"}, nil)
+	scoreOrderDesc = prometheus.NewDesc(namespace+"_compaction_score_order",
+		"The order the compaction score is computed at (the PMD huge-page order).", nil, nil)
+	thresholdDesc = prometheus.NewDesc(namespace+"_compaction_score_threshold",
+		"Kernel proactive-compaction thresholds derived from vm.compaction_proactiveness: kcompactd starts compacting a node whose score is above high and stops at low. Absent while proactive compaction is off.",
+		[]string{"level"}, nil)
+)
+
+type compactionCollector struct {
+	order         int
+	proactiveness *procfile.File
+	scores        []fragmentation.NodeScoreOf
+}
+
+func newCompaction(cfg Config, logger log.Logger) (source, error) {
+	order, fromSysfs := fragmentation.HugePageOrder(cfg.SysPath, cfg.PageSize)
+	if !fromSysfs {
+		level.Info(logger).Log("msg", "no transparent_hugepage/hpage_pmd_size; scoring at PAGE_SHIFT-3", "order", order)
+	}
+	return &compactionCollector{
+		order:         order,
+		proactiveness: procfile.New(filepath.Join(cfg.ProcPath, "sys/vm/compaction_proactiveness")),
+	}, nil
+}
+
+func (c *compactionCollector) update(s *scrape, ch chan<- prometheus.Metric) error {
+	zones, err := s.buddyinfo()
+	if err != nil {
+		return err
+	}
+	infos, err := s.zoneinfo()
+	if err != nil {
+		return err
+	}
+	if c.scores, err = fragmentation.NodeScores(zones, infos, c.order, c.scores); err != nil {
+		return err
+	}
+	for _, sc := range c.scores {
+		ch <- prometheus.MustNewConstMetric(scoreDesc, prometheus.GaugeValue, float64(sc.Score), sc.Node)
+	}
+	ch <- prometheus.MustNewConstMetric(scoreOrderDesc, prometheus.GaugeValue, float64(c.order))
+
+	var proactiveness uint64
+	err = c.proactiveness.Do(func(data []byte) error {
+		f := procfile.Fields{Rest: data}
+		v, ok := procfile.ParseUint(f.Next())
+		if !ok {
+			return fmt.Errorf("%s: %q is not a number", c.proactiveness.Path(), data)
+		}
+		proactiveness = v
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotExist):
+		return nil // kernels before 5.9 or without compaction: no thresholds to draw
+	case err != nil:
+		return err
+	}
+	if proactiveness > 0 {
+		low, high := fragmentation.ProactiveThresholds(proactiveness)
+		ch <- prometheus.MustNewConstMetric(thresholdDesc, prometheus.GaugeValue, float64(low), "low")
+		ch <- prometheus.MustNewConstMetric(thresholdDesc, prometheus.GaugeValue, float64(high), "high")
+	}
+	return nil
+}
+
+func (c *compactionCollector) close() error { return c.proactiveness.Close() }

@@ -1,0 +1,140 @@
+package fragmentation
+
+import (
+	"fmt"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
+)
+
+// Source reads a machine's buddyinfo and zoneinfo through kept descriptors
+// and keeps the parsed result between reads, so repeated reads allocate
+// nothing. A Source is not safe for concurrent use: give each user its own.
+type Source struct {
+	buddyinfo, zoneinfo *procfile.File
+
+	zones []Zone
+	infos []ZoneInfo
+}
+
+// NewSource returns a Source for the procfs mounted at procPath.
+func NewSource(procPath string) *Source {
+	return &Source{
+		buddyinfo: procfile.New(filepath.Join(procPath, "buddyinfo")),
+		zoneinfo:  procfile.New(filepath.Join(procPath, "zoneinfo")),
+	}
+}
+
+// Buddyinfo reads and parses /proc/buddyinfo. The result is valid until the
+// next call.
+func (s *Source) Buddyinfo() ([]Zone, error) {
+	err := s.buddyinfo.Do(func(data []byte) error {
+		var err error
+		s.zones, err = ParseBuddyinfo(data, s.zones)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", s.buddyinfo.Path(), err)
+	}
+	return s.zones, nil
+}
+
+// Zoneinfo reads and parses /proc/zoneinfo. The result is valid until the
+// next call.
+func (s *Source) Zoneinfo() ([]ZoneInfo, error) {
+	err := s.zoneinfo.Do(func(data []byte) error {
+		var err error
+		s.infos, err = ParseZoneinfo(data, s.infos)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", s.zoneinfo.Path(), err)
+	}
+	return s.infos, nil
+}
+
+// Close releases the descriptors.
+func (s *Source) Close() error {
+	s.buddyinfo.Close()
+	return s.zoneinfo.Close()
+}
+
+// NodeScoreOf is the proactive-compaction score of one NUMA node.
+type NodeScoreOf struct {
+	Node  string
+	Score uint64
+}
+
+// NodeScores computes the proactive-compaction score of every node that has
+// zones in buddyinfo, at the given order, appending to dst. Zones missing from
+// zoneinfo make it an error, since their weight is unknown.
+func NodeScores(zones []Zone, infos []ZoneInfo, order int, dst []NodeScoreOf) ([]NodeScoreOf, error) {
+	out := dst[:0]
+	for i := range zones {
+		node := zones[i].Node
+		if seen(out, node) {
+			continue
+		}
+		var nodePresent, score uint64
+		for j := range infos {
+			if infos[j].Node == node {
+				nodePresent += infos[j].Present
+			}
+		}
+		for j := range zones {
+			if zones[j].Node != node {
+				continue
+			}
+			present, ok := presentPages(infos, node, zones[j].Name)
+			if !ok {
+				return out, fmt.Errorf("zone %s of node %s is in buddyinfo but not in zoneinfo", zones[j].Name, node)
+			}
+			if present == 0 {
+				continue
+			}
+			score += present * extfragForOrder(zones[j].Free, order) / (nodePresent + 1)
+		}
+		out = append(out, NodeScoreOf{Node: node, Score: score})
+	}
+	return out, nil
+}
+
+func seen(out []NodeScoreOf, node string) bool {
+	for _, s := range out {
+		if s.Node == node {
+			return true
+		}
+	}
+	return false
+}
+
+func presentPages(infos []ZoneInfo, node, zone string) (uint64, bool) {
+	for i := range infos {
+		if infos[i].Node == node && infos[i].Name == zone {
+			return infos[i].Present, true
+		}
+	}
+	return 0, false
+}
+
+// HugePageOrder is the order the kernel's proactive compaction scores
+// (COMPACTION_HPAGE_ORDER, the PMD order): log2 of
+// transparent_hugepage/hpage_pmd_size over the page size. Without THP it
+// falls back to PAGE_SHIFT-3, the PMD order of every 64-bit architecture with
+// 8-byte page-table entries (9 for 4 KiB pages, 13 for 64 KiB), and says so.
+func HugePageOrder(sysPath string, pageSize int) (order int, fromSysfs bool) {
+	fallback := bits.TrailingZeros(uint(pageSize)) - 3
+	b, err := os.ReadFile(filepath.Join(sysPath, "kernel/mm/transparent_hugepage/hpage_pmd_size"))
+	if err != nil {
+		return fallback, false
+	}
+	size, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || size < uint64(pageSize) || size&(size-1) != 0 || pageSize&(pageSize-1) != 0 {
+		return fallback, false
+	}
+	return bits.TrailingZeros64(size) - bits.TrailingZeros(uint(pageSize)), true
+}

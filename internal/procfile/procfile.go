@@ -1,0 +1,200 @@
+// Package procfile reads small kernel text files (procfs, sysfs) cheaply and
+// tokenizes them without allocating.
+//
+// A scrape reads the same few files every time. Opening a file costs more
+// than reading it, so File keeps the descriptor and re-reads from offset 0
+// with pread, which makes the kernel regenerate a seq_file's content. The
+// buffer grows to the file's size once and is reused after that.
+package procfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// File is a kernel text file read again and again through one descriptor.
+// It is safe for concurrent use; the returned bytes are valid until the next
+// call of Read by the same caller holding the lock, so use them inside Do.
+type File struct {
+	path string
+
+	mu  sync.Mutex
+	f   *os.File
+	buf []byte
+}
+
+// New returns a File for path. Nothing is opened until the first read, so an
+// absent file is reported by the read that needs it.
+func New(path string) *File {
+	return &File{path: path, buf: make([]byte, 0, 4096)}
+}
+
+// Path is the file's path.
+func (f *File) Path() string { return f.path }
+
+// Do reads the whole file and calls fn with its content while holding the
+// file's lock. fn must not keep data after it returns.
+func (f *File) Do(fn func(data []byte) error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := f.read()
+	if err != nil {
+		return err
+	}
+	return fn(data)
+}
+
+func (f *File) read() ([]byte, error) {
+	if f.f == nil {
+		fd, err := os.Open(f.path)
+		if err != nil {
+			return nil, err
+		}
+		f.f = fd
+	}
+	data, err := f.readAt()
+	if err != nil {
+		// The descriptor may have gone stale (e.g. a remounted /proc):
+		// reopen once before giving up.
+		f.f.Close()
+		f.f = nil
+		fd, oerr := os.Open(f.path)
+		if oerr != nil {
+			return nil, fmt.Errorf("reading %s: %w", f.path, err)
+		}
+		f.f = fd
+		if data, err = f.readAt(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", f.path, err)
+		}
+	}
+	return data, nil
+}
+
+// maxSize bounds what one file may hold; kernel text files the exporter
+// reads are far smaller (zoneinfo of a 64-node machine is ~1 MiB).
+const maxSize = 64 << 20
+
+func (f *File) readAt() ([]byte, error) {
+	buf := f.buf[:cap(f.buf)]
+	n := 0
+	for {
+		if n == len(buf) {
+			if len(buf) >= maxSize {
+				return nil, fmt.Errorf("%s is larger than %d bytes", f.path, maxSize)
+			}
+			buf = append(buf, make([]byte, len(buf))...)
+			buf = buf[:cap(buf)]
+		}
+		m, err := f.f.ReadAt(buf[n:], int64(n))
+		n += m
+		if errors.Is(err, io.EOF) || (err == nil && m == 0) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	f.buf = buf[:0]
+	return buf[:n], nil
+}
+
+// Close releases the descriptor; a later read opens it again.
+func (f *File) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f == nil {
+		return nil
+	}
+	err := f.f.Close()
+	f.f = nil
+	return err
+}
+
+// Fields splits a line on spaces and tabs without allocating.
+type Fields struct{ Rest []byte }
+
+// Next returns the next field, or nil at the end of the line.
+func (f *Fields) Next() []byte {
+	i := 0
+	for i < len(f.Rest) && isSpace(f.Rest[i]) {
+		i++
+	}
+	if i == len(f.Rest) {
+		f.Rest = nil
+		return nil
+	}
+	j := i
+	for j < len(f.Rest) && !isSpace(f.Rest[j]) {
+		j++
+	}
+	w := f.Rest[i:j]
+	f.Rest = f.Rest[j:]
+	return w
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// IsDigits reports whether b is a non-empty run of ASCII digits.
+func IsDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseUint parses a plain decimal count: digits only, no sign, no overflow
+// (at most 19 digits).
+func ParseUint(b []byte) (uint64, bool) {
+	if !IsDigits(b) || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
+// ParseInt parses a plain decimal integer with an optional leading minus.
+func ParseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	n, ok := ParseUint(b)
+	if !ok || n > 1<<63-1 {
+		return 0, false
+	}
+	if neg {
+		return -int64(n), true
+	}
+	return int64(n), true
+}
+
+// Lines calls fn for each line of data, without the newline.
+func Lines(data []byte, fn func(line []byte) error) error {
+	for len(data) > 0 {
+		i := 0
+		for i < len(data) && data[i] != '\n' {
+			i++
+		}
+		line := data[:i]
+		if i < len(data) {
+			data = data[i+1:]
+		} else {
+			data = nil
+		}
+		if err := fn(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
