@@ -53,6 +53,8 @@ func run(args []string) int {
 		logLevel       = app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").Enum("debug", "info", "warn", "error")
 		logFormat      = app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").Enum("logfmt", "json")
 	)
+	// Collector flags. --collector.<name> for each collector; flags of one
+	// collector's own settings follow in its block.
 	collectorFlags := map[string]*bool{}
 	for _, c := range collector.Available() {
 		def := "false"
@@ -61,20 +63,31 @@ func run(args []string) int {
 		}
 		collectorFlags[c.Name] = app.Flag("collector."+c.Name, "Enable the "+c.Name+" collector: "+c.Help+".").Default(def).Bool()
 	}
+	// --- pagetypeinfo / kmsg collector settings (issue 6) ---
+
+	// --- remediation flags (issue 3) ---
+
+	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
+	// --- inspect command (issue 7) ---
+
 	app.Version(version.Print(exporterName))
 	app.HelpFlag.Short('h')
-	if _, err := app.Parse(args); err != nil {
+	command, err := app.Parse(args)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	cfg := collector.Config{ProcPath: *procPath, SysPath: *sysPath, Enabled: map[string]bool{}}
+	for name, on := range collectorFlags {
+		cfg.Enabled[name] = *on
+	}
+	switch command {
+	case serveCmd.FullCommand():
 	}
 
 	logger, slogger := newLogger(*logLevel, *logFormat)
 	level.Info(logger).Log("msg", "starting "+exporterName, "version", version.Info(), "build_context", version.BuildContext())
 
-	cfg := collector.Config{ProcPath: *procPath, SysPath: *sysPath, Enabled: map[string]bool{}}
-	for name, on := range collectorFlags {
-		cfg.Enabled[name] = *on
-	}
 	exporter, err := collector.New(cfg, logger)
 	if err != nil {
 		level.Error(logger).Log("msg", "cannot set up collectors", "err", err)
@@ -92,6 +105,8 @@ func run(args []string) int {
 		)
 	}
 
+	// --- remediation wiring (issue 3) ---
+
 	mux := http.NewServeMux()
 	mux.Handle(*metricsPath, promhttp.HandlerFor(registry, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
@@ -99,6 +114,7 @@ func run(args []string) int {
 		MaxRequestsInFlight: *maxRequests,
 		Registry:            registry,
 	}))
+	// --- landing page (issue 7) ---
 	if *metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Memory fragmentation exporter",

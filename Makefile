@@ -1,0 +1,26 @@
+# `make test` is the one test command (README, .ci/run): Go unit, fuzz-seed,
+# live-kernel and end-to-end tests, then every e2e/*.sh script in order.
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w \
+	-X github.com/prometheus/common/version.Version=$(VERSION) \
+	-X github.com/prometheus/common/version.Revision=$(REVISION) \
+	-X github.com/prometheus/common/version.Branch=main
+
+.PHONY: build test unit e2e bench
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o memfrag_exporter .
+
+test: unit e2e
+
+unit:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+e2e: build
+	@set -e; for t in e2e/*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; bash "$$t"; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
