@@ -114,6 +114,15 @@ func run(args []string) int {
 		MaxRequestsInFlight: *maxRequests,
 		Registry:            registry,
 	}))
+	// Probes for Kubernetes and load balancers: the process is up and serving.
+	// They do not read the kernel, so a broken source never restarts the pod.
+	for _, p := range []string{"/-/healthy", "/-/ready"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, "OK")
+		})
+	}
+
 	// --- landing page (issue 7) ---
 	if *metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
