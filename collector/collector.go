@@ -68,6 +68,8 @@ var factories = []factory{
 	{"buddyinfo", true, "free blocks by order and the kernel's fragmentation indices (/proc/buddyinfo)", newBuddyinfo},
 	{"zoneinfo", true, "zone sizes and watermarks (/proc/zoneinfo)", newZoneinfo},
 	{"compaction", true, "the kernel's proactive-compaction score and thresholds", newCompaction},
+	{"vmstat", true, "compaction, THP fallback, allocation stall and drop_caches counters (/proc/vmstat)", newVmstat},
+	{"sysctl", true, "vm.* sysctls and THP modes that govern fragmentation", newSysctl},
 }
 
 // Info describes a collector for flag registration.

@@ -1,0 +1,154 @@
+package collector
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
+)
+
+// vmSysctls are the vm.* knobs that govern fragmentation and compaction.
+// scale converts the file's unit to the metric's base unit.
+var vmSysctls = []struct {
+	file, name, help string
+	scale            float64
+}{
+	{"compaction_proactiveness", "vm_compaction_proactiveness", "vm.compaction_proactiveness (0..100): how hard kcompactd compacts in the background; 0 turns proactive compaction off.", 1},
+	{"extfrag_threshold", "vm_extfrag_threshold", "vm.extfrag_threshold (0..1000): above this fragmentation index x1000 the kernel compacts rather than reclaims for a high-order allocation.", 1},
+	{"min_free_kbytes", "vm_min_free_bytes", "vm.min_free_kbytes in bytes: memory the kernel keeps free, which sets the zone watermarks.", 1024},
+	{"watermark_scale_factor", "vm_watermark_scale_factor", "vm.watermark_scale_factor (units of 0.01%): distance between zone watermarks; larger wakes kswapd earlier.", 1},
+	{"watermark_boost_factor", "vm_watermark_boost_factor", "vm.watermark_boost_factor (units of 0.01% of the high watermark): how far watermarks are boosted after a fragmentation event; 0 disables boosting.", 1},
+	{"defrag_mode", "vm_defrag_mode", "vm.defrag_mode (kernels >= 6.15): 1 makes the allocator defragment to keep pageblocks whole.", 1},
+}
+
+var (
+	thpEnabledDesc = prometheus.NewDesc(namespace+"_thp_enabled",
+		"Transparent huge page mode (/sys/kernel/mm/transparent_hugepage/enabled): 1 for the active mode.", []string{"mode"}, nil)
+	thpDefragDesc = prometheus.NewDesc(namespace+"_thp_defrag",
+		"Transparent huge page defrag mode (/sys/kernel/mm/transparent_hugepage/defrag): 1 for the active mode.", []string{"mode"}, nil)
+)
+
+type sysctlValue struct {
+	file  *procfile.File
+	desc  *prometheus.Desc
+	scale float64
+}
+
+type thpMode struct {
+	file *procfile.File
+	desc *prometheus.Desc
+}
+
+type sysctlCollector struct {
+	values []sysctlValue
+	modes  []thpMode
+}
+
+func newSysctl(cfg Config, _ log.Logger) (source, error) {
+	c := &sysctlCollector{}
+	for _, s := range vmSysctls {
+		c.values = append(c.values, sysctlValue{
+			file:  procfile.New(filepath.Join(cfg.ProcPath, "sys/vm", s.file)),
+			desc:  prometheus.NewDesc(namespace+"_"+s.name, s.help, nil, nil),
+			scale: s.scale,
+		})
+	}
+	thp := filepath.Join(cfg.SysPath, "kernel/mm/transparent_hugepage")
+	c.modes = []thpMode{
+		{procfile.New(filepath.Join(thp, "enabled")), thpEnabledDesc},
+		{procfile.New(filepath.Join(thp, "defrag")), thpDefragDesc},
+	}
+	return c, nil
+}
+
+// update exports every knob this kernel has. Knobs a kernel lacks (defrag_mode
+// before 6.15, THP when not built in) are skipped; only when none exists, or
+// one is unreadable or malformed, does the collector report failure.
+func (c *sysctlCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
+	found := 0
+	var errs []error
+	for _, v := range c.values {
+		err := v.file.Do(func(data []byte) error {
+			f := procfile.Fields{Rest: data}
+			w := f.Next()
+			n, ok := procfile.ParseInt(w)
+			if !ok {
+				return fmt.Errorf("%s: %q is not an integer", v.file.Path(), w)
+			}
+			ch <- prometheus.MustNewConstMetric(v.desc, prometheus.GaugeValue, float64(n)*v.scale)
+			return nil
+		})
+		switch {
+		case err == nil:
+			found++
+		case !errors.Is(err, errNotExist):
+			errs = append(errs, err)
+		}
+	}
+	for _, m := range c.modes {
+		err := m.file.Do(func(data []byte) error { return emitModes(data, m, ch) })
+		switch {
+		case err == nil:
+			found++
+		case !errors.Is(err, errNotExist):
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if found == 0 {
+		return fmt.Errorf("no vm sysctl or THP setting readable: %w", errNotExist)
+	}
+	return nil
+}
+
+// emitModes turns "always [madvise] never" into one series per mode, 1 for
+// the bracketed one.
+func emitModes(data []byte, m thpMode, ch chan<- prometheus.Metric) error {
+	active := 0
+	f := procfile.Fields{Rest: data}
+	var modes [8][]byte
+	var on [8]bool
+	n := 0
+	for w := f.Next(); w != nil; w = f.Next() {
+		if n == len(modes) {
+			return fmt.Errorf("%s: more than %d modes", m.file.Path(), len(modes))
+		}
+		if len(w) > 2 && w[0] == '[' && w[len(w)-1] == ']' {
+			w, on[n] = w[1:len(w)-1], true
+			active++
+		}
+		if len(w) == 0 || bytes.ContainsAny(w, "[]") {
+			return fmt.Errorf("%s: malformed mode %q", m.file.Path(), w)
+		}
+		modes[n] = w
+		n++
+	}
+	if active != 1 {
+		return fmt.Errorf("%s: want exactly one [active] mode in %q", m.file.Path(), bytes.TrimSpace(data))
+	}
+	for i := 0; i < n; i++ {
+		v := 0.0
+		if on[i] {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, v, string(modes[i]))
+	}
+	return nil
+}
+
+func (c *sysctlCollector) close() error {
+	for _, v := range c.values {
+		v.file.Close()
+	}
+	for _, m := range c.modes {
+		m.file.Close()
+	}
+	return nil
+}
