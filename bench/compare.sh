@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# bench/compare.sh: memfrag_exporter side by side with node_exporter v1.12.1.
+#
+# A developer tool, NOT run by CI: it builds node_exporter from the Go module
+# proxy (cached after the first time) and loads three exporters with
+# RUNS x N scrapes, which takes a few minutes.
+#
+# It serves, on loopback only,
+#   ne3   node_exporter --collector.disable-defaults --collector.buddyinfo
+#         --collector.zoneinfo --collector.vmstat   (the baseline)
+#   ne1   node_exporter with buddyinfo only          (for reference)
+#   ours  ./memfrag_exporter with its default collectors
+# and loads each with the same client (bench/scrapeload) in the same run:
+# N keep-alive scrapes with Accept-Encoding: gzip, RUNS times, median over
+# runs. It prints p50/p99 latency, CPU seconds per 1,000 scrapes (utime+stime
+# from /proc/<pid>/stat), VmRSS after the load, series count, the ratios
+# ours/ne3 with PASS/FAIL against the targets of issue 2 (p50 and CPU
+# <= 0.5x, RSS <= 0.75x), and the sum of our collectors' duration metrics
+# against the kernel read floor (pread on kept descriptors of the files they
+# read; <= 2x). Exit status 1 when a target is missed.
+#
+# Usage: bench/compare.sh
+# Environment:
+#   N=2000 RUNS=5            load size
+#   BASE_PORT=19791          ports BASE_PORT..BASE_PORT+2 on 127.0.0.1
+#   OURS_ENV="GOMAXPROCS=1 GOGC=50 GOMEMLIMIT=16MiB"   environment of our exporter
+#   OURS_FLAGS="--no-collector.sysctl"                 extra flags for our exporter
+#   CACHE_DIR=~/.cache/memfrag-bench                   where node_exporter is kept
+#   VERBOSE=1                print every run
+set -euo pipefail
+
+NE_VERSION=v1.12.1
+N=${N:-2000}
+RUNS=${RUNS:-5}
+BASE_PORT=${BASE_PORT:-19791}
+OURS_ENV=${OURS_ENV:-}
+OURS_FLAGS=${OURS_FLAGS:-}
+CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/memfrag-bench}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# node_exporter from the module proxy, built once and kept.
+NE="$CACHE_DIR/node_exporter-$NE_VERSION"
+if [ ! -x "$NE" ]; then
+	echo "== building node_exporter $NE_VERSION from the Go module proxy (once)"
+	mkdir -p "$CACHE_DIR"
+	(cd "$WORK" && GOFLAGS=-trimpath GOBIN="$WORK/bin" CGO_ENABLED=0 \
+		go install -ldflags "-s -w -X github.com/prometheus/common/version.Version=${NE_VERSION#v}" \
+		"github.com/prometheus/node_exporter@$NE_VERSION") || die "cannot build node_exporter $NE_VERSION"
+	mv "$WORK/bin/node_exporter" "$NE"
+fi
+go version -m "$NE" | grep -q "mod[[:space:]]*github.com/prometheus/node_exporter[[:space:]]*$NE_VERSION" ||
+	die "$NE is not node_exporter $NE_VERSION; delete it to rebuild"
+
+echo "== building memfrag_exporter (make build) and the load client"
+make -s -C "$ROOT" build >/dev/null
+go build -C "$ROOT" -o "$WORK/scrapeload" ./bench/scrapeload
+OURS="$ROOT/memfrag_exporter"
+
+port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
+for i in 0 1 2; do
+	port_free $((BASE_PORT + i)) || die "port $((BASE_PORT + i)) is in use; set BASE_PORT"
+done
+P_NE3=$BASE_PORT P_NE1=$((BASE_PORT + 1)) P_OURS=$((BASE_PORT + 2))
+
+# start NAME PORT CMD...: serve in the background, log to $WORK/NAME.log.
+start() {
+	local name=$1 port=$2
+	shift 2
+	"$@" >"$WORK/$name.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$name=$!"
+	local i
+	for i in $(seq 1 100); do
+		if curl -sf -o /dev/null "http://127.0.0.1:$port/metrics"; then
+			return 0
+		fi
+		kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited"; }
+		sleep 0.1
+	done
+	cat "$WORK/$name.log" >&2
+	die "$name did not answer on 127.0.0.1:$port within 10s"
+}
+
+echo "== serving on 127.0.0.1:$P_NE3 (ne3), :$P_NE1 (ne1), :$P_OURS (ours${OURS_ENV:+, env $OURS_ENV})"
+start ne3 "$P_NE3" "$NE" --web.listen-address="127.0.0.1:$P_NE3" --log.level=warn \
+	--collector.disable-defaults --collector.buddyinfo --collector.zoneinfo --collector.vmstat
+start ne1 "$P_NE1" "$NE" --web.listen-address="127.0.0.1:$P_NE1" --log.level=warn \
+	--collector.disable-defaults --collector.buddyinfo
+# shellcheck disable=SC2086 # OURS_ENV and OURS_FLAGS are word lists
+start ours "$P_OURS" env $OURS_ENV "$OURS" --web.listen-address="127.0.0.1:$P_OURS" --log.level=warn $OURS_FLAGS
+
+# The files our default collectors read on every scrape (each through a kept
+# descriptor); compaction reads compaction_proactiveness a second time, which
+# the floor counts once.
+FLOOR=()
+for f in /proc/buddyinfo /proc/zoneinfo /proc/vmstat \
+	/proc/sys/vm/{compaction_proactiveness,extfrag_threshold,min_free_kbytes,watermark_scale_factor,watermark_boost_factor,defrag_mode} \
+	/sys/kernel/mm/transparent_hugepage/{enabled,defrag}; do
+	[ -r "$f" ] && FLOOR+=("$f")
+done
+FLOOR_LIST=$(IFS=,; echo "${FLOOR[*]}")
+
+echo "== collectors: ours = $(curl -sf "http://127.0.0.1:$P_OURS/metrics" | sed -n 's/^memfrag_scrape_collector_success{collector="\([^"]*\)"}.*/\1/p' | paste -sd, -)"
+echo "== loading: $RUNS runs x $N scrapes per exporter"
+status=0
+"$WORK/scrapeload" -n "$N" -runs "$RUNS" -baseline ne3 -subject ours \
+	-clk-tck "$(getconf CLK_TCK)" -floor "$FLOOR_LIST" ${VERBOSE:+-v} \
+	-target "ne3=http://127.0.0.1:$P_NE3/metrics@$PID_ne3" \
+	-target "ne1=http://127.0.0.1:$P_NE1/metrics@$PID_ne1" \
+	-target "ours=http://127.0.0.1:$P_OURS/metrics@$PID_ours" || status=$?
+exit "$status"

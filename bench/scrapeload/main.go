@@ -1,0 +1,646 @@
+// Command scrapeload loads several Prometheus exporters side by side with
+// the same client and prints how each one fares: scrape latency, CPU per
+// 1,000 scrapes, resident memory, series count, and the time the exporter's
+// collectors say they spent (the *_scrape_collector_duration_seconds sum)
+// next to the kernel read floor for the files they read.
+//
+// It is the measuring half of bench/compare.sh, a developer tool; nothing in
+// CI runs it. It uses the standard library only, so it adds nothing to the
+// module's dependencies.
+//
+// Every run scrapes each target in turn (rotating who goes first) with one
+// keep-alive connection and Accept-Encoding: gzip; the reported figure is the
+// median over runs. CPU comes from utime+stime in /proc/<pid>/stat, memory
+// from VmRSS in /proc/<pid>/status after the load.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// target is one exporter under load.
+type target struct {
+	name string
+	url  string
+	pid  int
+}
+
+type targetList []target
+
+func (l *targetList) String() string { return fmt.Sprint(*l) }
+
+// Set parses name=url@pid.
+func (l *targetList) Set(s string) error {
+	t, err := parseTarget(s)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, t)
+	return nil
+}
+
+func parseTarget(s string) (target, error) {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return target{}, fmt.Errorf("target %q: want name=url@pid", s)
+	}
+	i := strings.LastIndexByte(rest, '@')
+	if i < 0 {
+		return target{}, fmt.Errorf("target %q: want name=url@pid", s)
+	}
+	pid, err := strconv.Atoi(rest[i+1:])
+	if err != nil || pid <= 0 {
+		return target{}, fmt.Errorf("target %q: bad pid %q", s, rest[i+1:])
+	}
+	if !strings.HasPrefix(rest[:i], "http://") {
+		return target{}, fmt.Errorf("target %q: url must be http://", s)
+	}
+	return target{name: name, url: rest[:i], pid: pid}, nil
+}
+
+type config struct {
+	targets   targetList
+	n, runs   int
+	warmup    int
+	baseline  string
+	subject   string
+	floor     []string
+	floorIter int
+	clkTck    float64
+	timeout   time.Duration
+	verbose   bool
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("scrapeload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	var floor string
+	fs.Var(&cfg.targets, "target", "exporter to load, name=http://host:port/metrics@pid (repeatable)")
+	fs.IntVar(&cfg.n, "n", 2000, "scrapes per target per run")
+	fs.IntVar(&cfg.runs, "runs", 5, "runs; figures are the median over runs")
+	fs.IntVar(&cfg.warmup, "warmup", 50, "unmeasured scrapes per target before each run")
+	fs.StringVar(&cfg.baseline, "baseline", "", "target the subject is compared with")
+	fs.StringVar(&cfg.subject, "subject", "", "target checked against the targets (ours)")
+	fs.StringVar(&floor, "floor", "", "comma-separated files the subject reads per scrape; their pread time is the kernel floor")
+	fs.IntVar(&cfg.floorIter, "floor-iterations", 2000, "floor reads per run")
+	fs.Float64Var(&cfg.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
+	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "timeout of one scrape")
+	fs.BoolVar(&cfg.verbose, "v", false, "print every run")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if floor != "" {
+		cfg.floor = strings.Split(floor, ",")
+	}
+	if len(cfg.targets) == 0 || cfg.n < 1 || cfg.runs < 1 || cfg.clkTck <= 0 {
+		fmt.Fprintln(stderr, "scrapeload: need at least one -target, -n >= 1, -runs >= 1")
+		return 2
+	}
+	rep, err := measure(cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "scrapeload:", err)
+		return 1
+	}
+	if !rep.print(stdout, cfg) {
+		return 1
+	}
+	return 0
+}
+
+// runResult is what one run of n scrapes against one target gave.
+type runResult struct {
+	p50, p99   time.Duration
+	cpuPer1000 float64 // CPU seconds the exporter process spent per 1,000 scrapes
+	rssBytes   uint64  // VmRSS after the run
+	series     int     // samples in the last scrape
+	wireBytes  int     // compressed size of the last scrape
+	durSum     float64 // median over scrapes of the summed collector durations, seconds
+	newConns   int     // connections dialled; 1 means keep-alive held
+}
+
+// floorResult is the kernel read floor of one run.
+type floorResult struct {
+	total   time.Duration            // median of one pass over every file
+	perFile map[string]time.Duration // median per file
+}
+
+type report struct {
+	results map[string][]runResult
+	floors  []floorResult
+}
+
+func measure(cfg config, progress io.Writer) (*report, error) {
+	rep := &report{results: map[string][]runResult{}}
+	var fl *floorReader
+	if len(cfg.floor) > 0 {
+		var err error
+		if fl, err = openFloor(cfg.floor); err != nil {
+			return nil, err
+		}
+		defer fl.close()
+	}
+	for r := 0; r < cfg.runs; r++ {
+		if fl != nil {
+			f, err := fl.measure(cfg.floorIter)
+			if err != nil {
+				return nil, err
+			}
+			rep.floors = append(rep.floors, f)
+		}
+		for i := range cfg.targets {
+			t := cfg.targets[(i+r)%len(cfg.targets)]
+			res, err := load(t, cfg)
+			if err != nil {
+				return nil, fmt.Errorf("run %d, %s: %w", r+1, t.name, err)
+			}
+			rep.results[t.name] = append(rep.results[t.name], res)
+			fmt.Fprintf(progress, "run %d/%d %-6s p50 %s cpu/1000 %.3fs\n", r+1, cfg.runs, t.name, fmtMs(res.p50), res.cpuPer1000)
+		}
+	}
+	return rep, nil
+}
+
+// load runs warm-up plus n scrapes of t on one fresh keep-alive connection.
+func load(t target, cfg config) (runResult, error) {
+	tr := &http.Transport{
+		Proxy:               nil, // loopback only, whatever the environment says
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 1,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: cfg.timeout}
+	var res runResult
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if !i.Reused {
+			res.newConns++
+		}
+	}}
+	ctx := httptrace.WithClientTrace(context.Background(), trace)
+	var sc scraper
+	for i := 0; i < cfg.warmup; i++ {
+		if _, err := sc.scrape(ctx, client, t.url); err != nil {
+			return res, err
+		}
+	}
+	res.newConns = 0
+	lat := make([]time.Duration, cfg.n)
+	durs := make([]float64, 0, cfg.n)
+	cpu0, err := cpuTicks(t.pid)
+	if err != nil {
+		return res, err
+	}
+	for i := range lat {
+		d, err := sc.scrape(ctx, client, t.url)
+		if err != nil {
+			return res, err
+		}
+		lat[i] = d
+		// Decoding happens after the clock stopped, between scrapes.
+		st, err := sc.decode()
+		if err != nil {
+			return res, err
+		}
+		durs = append(durs, st.durSum)
+		res.series = st.series
+	}
+	cpu1, err := cpuTicks(t.pid)
+	if err != nil {
+		return res, err
+	}
+	if res.rssBytes, err = rss(t.pid); err != nil {
+		return res, err
+	}
+	res.p50, res.p99 = percentile(lat, 50), percentile(lat, 99)
+	res.cpuPer1000 = float64(cpu1-cpu0) / cfg.clkTck / float64(cfg.n) * 1000
+	res.wireBytes = sc.raw.Len()
+	res.durSum = medianFloat(durs)
+	return res, nil
+}
+
+// scraper keeps its buffers across scrapes so the client's own garbage does
+// not disturb the measurement more than it must.
+type scraper struct {
+	raw, plain bytes.Buffer
+	gzipped    bool
+	zr         *gzip.Reader
+}
+
+func (s *scraper) scrape(ctx context.Context, c *http.Client, url string) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	s.raw.Reset()
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = s.raw.ReadFrom(resp.Body)
+	d := time.Since(start)
+	resp.Body.Close()
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	s.gzipped = resp.Header.Get("Content-Encoding") == "gzip"
+	return d, nil
+}
+
+// decode unpacks the last scrape and reads what it says about itself.
+func (s *scraper) decode() (expositionStats, error) {
+	body := s.raw.Bytes()
+	if s.gzipped {
+		var err error
+		if s.zr == nil {
+			s.zr, err = gzip.NewReader(bytes.NewReader(body))
+		} else {
+			err = s.zr.Reset(bytes.NewReader(body))
+		}
+		if err != nil {
+			return expositionStats{}, fmt.Errorf("gunzip: %w", err)
+		}
+		s.plain.Reset()
+		if _, err := s.plain.ReadFrom(s.zr); err != nil {
+			return expositionStats{}, fmt.Errorf("gunzip: %w", err)
+		}
+		body = s.plain.Bytes()
+	}
+	return parseExposition(body)
+}
+
+// expositionStats is what scrapeload reads from a text exposition.
+type expositionStats struct {
+	series int     // sample lines
+	durSum float64 // sum of every *_scrape_collector_duration_seconds sample
+}
+
+const durationSuffix = "_scrape_collector_duration_seconds"
+
+// parseExposition counts samples in the Prometheus text format and sums the
+// collectors' self-reported durations (memfrag_ and node_ alike).
+func parseExposition(b []byte) (expositionStats, error) {
+	var st expositionStats
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		st.series++
+		name := line
+		if i := bytes.IndexAny(line, "{ "); i >= 0 {
+			name = line[:i]
+		}
+		if !bytes.HasSuffix(name, []byte(durationSuffix)) {
+			continue
+		}
+		// name{labels} value [timestamp]: label values may hold spaces,
+		// so take the value after the closing brace.
+		rest := line[len(name):]
+		if len(rest) > 0 && rest[0] == '{' {
+			j := bytes.LastIndexByte(rest, '}')
+			if j < 0 {
+				return st, fmt.Errorf("malformed sample %q", line)
+			}
+			rest = rest[j+1:]
+		}
+		f := strings.Fields(string(rest))
+		if len(f) == 0 {
+			return st, fmt.Errorf("sample without value %q", line)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return st, fmt.Errorf("sample %q: %w", line, err)
+		}
+		st.durSum += v
+	}
+	return st, nil
+}
+
+// cpuTicks is utime+stime of pid, in clock ticks.
+func cpuTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatTicks(b)
+}
+
+// parseStatTicks reads fields 14 and 15 of /proc/<pid>/stat. The command
+// name (field 2) may contain spaces and parentheses, so count from the last
+// closing parenthesis.
+func parseStatTicks(b []byte) (uint64, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc/<pid>/stat: no ')'")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime is field 14, stime 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed /proc/<pid>/stat: %d fields after comm", len(f))
+	}
+	u, err := strconv.ParseUint(f[11], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("utime: %w", err)
+	}
+	s, err := strconv.ParseUint(f[12], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("stime: %w", err)
+	}
+	return u + s, nil
+}
+
+// rss is VmRSS of pid in bytes.
+func rss(pid int) (uint64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseVmRSS(f)
+}
+
+func parseVmRSS(r io.Reader) (uint64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("malformed VmRSS line %q", sc.Text())
+		}
+		kb, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("VmRSS: %w", err)
+		}
+		return kb << 10, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no VmRSS in status")
+}
+
+// floorReader reads the subject's files the way the exporter does
+// (internal/procfile): one kept descriptor each, pread from offset 0 until a
+// read returns nothing, into a buffer that starts at 4 KiB and doubles until
+// the file fits. The buffer size matters: a sysctl read allocates and zeroes
+// a kernel buffer as large as the read's count.
+type floorReader struct {
+	files []*os.File
+	bufs  [][]byte
+}
+
+func openFloor(paths []string) (*floorReader, error) {
+	fl := &floorReader{}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			fl.close()
+			return nil, fmt.Errorf("floor: %w", err)
+		}
+		fl.files = append(fl.files, f)
+		fl.bufs = append(fl.bufs, make([]byte, 4096))
+	}
+	return fl, nil
+}
+
+func (fl *floorReader) close() {
+	for _, f := range fl.files {
+		f.Close()
+	}
+}
+
+const maxFloorFile = 64 << 20
+
+func (fl *floorReader) readAll(i int) error {
+	f, off := fl.files[i], 0
+	for {
+		if off == len(fl.bufs[i]) {
+			if off >= maxFloorFile {
+				return fmt.Errorf("floor: %s larger than %d bytes", f.Name(), maxFloorFile)
+			}
+			fl.bufs[i] = append(fl.bufs[i], make([]byte, off)...)
+		}
+		n, err := f.ReadAt(fl.bufs[i][off:], int64(off))
+		off += n
+		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("floor: %w", err)
+		}
+	}
+}
+
+func (fl *floorReader) measure(iter int) (floorResult, error) {
+	if iter < 1 {
+		iter = 1
+	}
+	total := make([]time.Duration, iter)
+	per := make([][]time.Duration, len(fl.files))
+	for i := range per {
+		per[i] = make([]time.Duration, iter)
+	}
+	for i := range fl.files { // grow the buffers outside the clock
+		if err := fl.readAll(i); err != nil {
+			return floorResult{}, err
+		}
+	}
+	for it := 0; it < iter; it++ {
+		start := time.Now()
+		for i := range fl.files {
+			t0 := time.Now()
+			if err := fl.readAll(i); err != nil {
+				return floorResult{}, err
+			}
+			per[i][it] = time.Since(t0)
+		}
+		total[it] = time.Since(start)
+	}
+	res := floorResult{total: percentile(total, 50), perFile: map[string]time.Duration{}}
+	for i, f := range fl.files {
+		res.perFile[f.Name()] = percentile(per[i], 50)
+	}
+	return res, nil
+}
+
+// percentile is the nearest-rank p-th percentile; it sorts d.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	k := int(math.Ceil(p/100*float64(len(d)))) - 1
+	return d[max(0, min(k, len(d)-1))]
+}
+
+func medianFloat(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[(len(s)-1)/2]
+}
+
+func medianDur(v []time.Duration) time.Duration {
+	return percentile(append([]time.Duration(nil), v...), 50)
+}
+
+// summary is the median over runs of each figure of one target.
+type summary struct {
+	p50, p99   time.Duration
+	cpuPer1000 float64
+	rssBytes   uint64
+	series     int
+	wireBytes  int
+	durSum     float64
+	newConns   int
+}
+
+func summarize(rs []runResult) summary {
+	var s summary
+	var p50, p99 []time.Duration
+	var cpu, dur, rssv []float64
+	for _, r := range rs {
+		p50, p99 = append(p50, r.p50), append(p99, r.p99)
+		cpu, dur = append(cpu, r.cpuPer1000), append(dur, r.durSum)
+		rssv = append(rssv, float64(r.rssBytes))
+		s.newConns = max(s.newConns, r.newConns)
+	}
+	s.p50, s.p99 = medianDur(p50), medianDur(p99)
+	s.cpuPer1000, s.durSum = medianFloat(cpu), medianFloat(dur)
+	s.rssBytes = uint64(medianFloat(rssv))
+	last := rs[len(rs)-1]
+	s.series, s.wireBytes = last.series, last.wireBytes
+	return s
+}
+
+// check is one target figure: subject/baseline (or subject/floor) against a
+// maximum ratio.
+type check struct {
+	what        string
+	ours, their float64
+	unit        string
+	limit       float64
+}
+
+func (c check) ratio() float64 { return c.ours / c.their }
+func (c check) pass() bool     { return c.their > 0 && c.ratio() <= c.limit }
+
+// print writes the table and the checks; it reports whether every check
+// passed.
+func (rep *report) print(w io.Writer, cfg config) bool {
+	sums := map[string]summary{}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "\n%d runs x %d keep-alive scrapes (gzip), median over runs\n", cfg.runs, cfg.n)
+	fmt.Fprintln(tw, "target\tp50 ms\tp99 ms\tCPU s/1000\tRSS MiB\tseries\tgzip KiB\tcollector dur sum µs\tnew conns\t")
+	for _, t := range cfg.targets {
+		s := summarize(rep.results[t.name])
+		sums[t.name] = s
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%.1f\t%d\t%.1f\t%.1f\t%d\t\n", t.name, fmtMs(s.p50), fmtMs(s.p99),
+			s.cpuPer1000, float64(s.rssBytes)/(1<<20), s.series, float64(s.wireBytes)/1024, s.durSum*1e6, s.newConns)
+	}
+	tw.Flush()
+	if cfg.verbose {
+		fmt.Fprintln(w, "\nper run (p50 ms / p99 ms / CPU s per 1000 / RSS MiB / dur sum µs):")
+		for _, t := range cfg.targets {
+			for i, r := range rep.results[t.name] {
+				fmt.Fprintf(w, "  %-6s run %d: %s / %s / %.3f / %.1f / %.1f\n", t.name, i+1, fmtMs(r.p50), fmtMs(r.p99),
+					r.cpuPer1000, float64(r.rssBytes)/(1<<20), r.durSum*1e6)
+			}
+		}
+	}
+	var fl floorResult
+	if len(rep.floors) > 0 {
+		var tot []time.Duration
+		per := map[string][]time.Duration{}
+		for _, f := range rep.floors {
+			tot = append(tot, f.total)
+			for k, v := range f.perFile {
+				per[k] = append(per[k], v)
+			}
+		}
+		fl.total = medianDur(tot)
+		fmt.Fprintf(w, "\nkernel read floor (pread on kept descriptors until EOF, median): %.1f µs for %d files\n",
+			us(fl.total), len(cfg.floor))
+		for _, p := range cfg.floor {
+			fmt.Fprintf(w, "  %-55s %7.1f µs\n", p, us(medianDur(per[p])))
+		}
+	}
+
+	ok := true
+	var checks []check
+	sub, hasSub := sums[cfg.subject]
+	base, hasBase := sums[cfg.baseline]
+	if hasSub && hasBase {
+		fmt.Fprintf(w, "\nratios %s / %s:\n", cfg.subject, cfg.baseline)
+		checks = append(checks,
+			check{"scrape p50", us(sub.p50), us(base.p50), "µs", 0.5},
+			check{"CPU per 1000 scrapes", sub.cpuPer1000, base.cpuPer1000, "s", 0.5},
+			check{"RSS after load", float64(sub.rssBytes) / (1 << 20), float64(base.rssBytes) / (1 << 20), "MiB", 0.75},
+		)
+		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "scrape p99", float64(sub.p99)/float64(base.p99))
+		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "series", float64(sub.series)/float64(base.series))
+	}
+	for _, c := range checks {
+		ok = printCheck(w, c) && ok
+	}
+	if hasSub && fl.total > 0 {
+		fmt.Fprintf(w, "\n%s collector durations vs kernel floor:\n", cfg.subject)
+		ok = printCheck(w, check{"collector dur sum / floor", sub.durSum * 1e6, us(fl.total), "µs", 2}) && ok
+	}
+	if ok {
+		fmt.Fprintln(w, "\nALL PASS")
+	} else {
+		fmt.Fprintln(w, "\nSOME FAIL")
+	}
+	return ok
+}
+
+func printCheck(w io.Writer, c check) bool {
+	verdict := "FAIL"
+	if c.pass() {
+		verdict = "PASS"
+	}
+	fmt.Fprintf(w, "  %-28s %.2fx  (%.3g vs %.3g %s, limit %.2fx)  %s\n", c.what, c.ratio(), c.ours, c.their, c.unit, c.limit, verdict)
+	return c.pass()
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func fmtMs(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    target
+		wantErr bool
+	}{
+		{"ours=http://127.0.0.1:19793/metrics@42", target{"ours", "http://127.0.0.1:19793/metrics", 42}, false},
+		{"a=http://[::1]:1/m?x=a@b@7", target{"a", "http://[::1]:1/m?x=a@b", 7}, false},
+		{"http://127.0.0.1:1/metrics@42", target{}, true},
+		{"=http://127.0.0.1:1/metrics@42", target{}, true},
+		{"x=http://127.0.0.1:1/metrics", target{}, true},
+		{"x=http://127.0.0.1:1/metrics@0", target{}, true},
+		{"x=https://127.0.0.1:1/metrics@3", target{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseTarget(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseTarget(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseExposition(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		series  int
+		durSum  float64
+		wantErr bool
+	}{
+		{"empty", "", 0, 0, false},
+		{"ours", `# HELP memfrag_scrape_collector_duration_seconds x
+# TYPE memfrag_scrape_collector_duration_seconds gauge
+memfrag_scrape_collector_duration_seconds{collector="buddyinfo"} 1.5e-05
+memfrag_scrape_collector_duration_seconds{collector="zoneinfo"} 2.5e-05
+memfrag_scrape_collector_success{collector="buddyinfo"} 1
+go_goroutines 7
+`, 4, 4e-05, false},
+		{"node_exporter, label with brace and space, timestamp", `node_scrape_collector_duration_seconds{collector="a} b"} 0.001 1700000000000
+node_buddyinfo_blocks{node="0",size="0",zone="DMA"} 0
+`, 2, 0.001, false},
+		{"bad value", "memfrag_scrape_collector_duration_seconds{collector=\"x\"} abc\n", 1, 0, true},
+		{"no value", "memfrag_scrape_collector_duration_seconds{collector=\"x\"}\n", 1, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := parseExposition([]byte(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			if st.series != tt.series || math.Abs(st.durSum-tt.durSum) > 1e-12 {
+				t.Errorf("got %d series, dur sum %g; want %d, %g", st.series, st.durSum, tt.series, tt.durSum)
+			}
+		})
+	}
+}
+
+func TestParseStatTicks(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		{"1234 (node_exporter) S 1 1234 1234 0 -1 4194560 2905 0 0 0 170 35 0 0 20 0 7 0 1000 1263378432 5227 18446744073709551615", 205, false},
+		{"99 (a) b (c)) R 1 1 1 0 -1 0 0 0 0 0 7 3 0 0", 10, false},
+		{"99 a R 1", 0, true},
+		{"99 (a) R 1 1 1", 0, true},
+		{"99 (a) R 1 1 1 0 -1 0 0 0 0 0 x 3 0 0", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseStatTicks([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseStatTicks(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		{"Name:\tx\nVmHWM:\t   30000 kB\nVmRSS:\t   21120 kB\nRssAnon: 1 kB\n", 21120 << 10, false},
+		{"Name:\tx\n", 0, true},
+		{"VmRSS:\t 12 MB\n", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseVmRSS(strings.NewReader(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseVmRSS(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i))
+	}
+	tests := []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50}, {99, 99}, {100, 100}, {1, 1}, {0, 1}}
+	for _, tt := range tests {
+		if got := percentile(d, tt.p); got != tt.want {
+			t.Errorf("percentile(1..100, %v) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("percentile(nil) = %v, want 0", got)
+	}
+	if got := medianFloat([]float64{3, 1, 2, 10}); got != 2 {
+		t.Errorf("medianFloat = %v, want 2 (lower median)", got)
+	}
+}
