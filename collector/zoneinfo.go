@@ -41,7 +41,9 @@ func (c *zoneinfoCollector) update(s *scrape, ch chan<- prometheus.Metric) error
 			continue // a zone with no memory at all (e.g. an unused Movable or Device zone)
 		}
 		n, name := z.Node, z.Name
-		ch <- prometheus.MustNewConstMetric(zoneManagedDesc, prometheus.GaugeValue, bytes(z.Managed), n, name)
+		if z.HasManaged {
+			ch <- prometheus.MustNewConstMetric(zoneManagedDesc, prometheus.GaugeValue, bytes(z.Managed), n, name)
+		}
 		ch <- prometheus.MustNewConstMetric(zonePresentDesc, prometheus.GaugeValue, bytes(z.Present), n, name)
 		ch <- prometheus.MustNewConstMetric(zoneSpannedDesc, prometheus.GaugeValue, bytes(z.Spanned), n, name)
 		ch <- prometheus.MustNewConstMetric(watermarkDesc, prometheus.GaugeValue, bytes(z.Min), n, name, "min")

@@ -108,8 +108,8 @@ func parseLine(line []byte, z *Zone) error {
 		return fmt.Errorf("want %q, got %q", "zone", w)
 	}
 	name := f.Next()
-	if len(name) == 0 {
-		return errors.New("missing zone name")
+	if !isZoneName(name) {
+		return fmt.Errorf("zone name %q is not a kernel zone name", name)
 	}
 	if string(node) != z.Node { // the comparison does not allocate
 		z.Node = string(node)
@@ -138,4 +138,19 @@ func parseLine(line []byte, z *Zone) error {
 		return fmt.Errorf("zone %s has no free counts", name)
 	}
 	return nil
+}
+
+// isZoneName accepts what the kernel names zones (DMA, DMA32, Normal,
+// HighMem, Movable, Device): ASCII letters, digits, '_' and '-'. It keeps
+// control characters and odd bytes out of label values.
+func isZoneName(b []byte) bool {
+	if len(b) == 0 || len(b) > 32 {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

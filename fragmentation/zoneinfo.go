@@ -14,8 +14,9 @@ type ZoneInfo struct {
 	Free, Boost, Min, Low, High, Promo uint64
 	Spanned, Present, Managed, CMA     uint64
 	FreePagesBlocks                    uint64 // nr_free_pages_blocks, kernels >= 6.15
+	// managed: kernels >= 3.8; boost: >= 5.0; promo: >= 6.1
 
-	HasBoost, HasPromo, HasFreePagesBlocks bool
+	HasBoost, HasPromo, HasManaged, HasFreePagesBlocks bool // printed by this kernel
 }
 
 // ParseZoneinfo parses the content of /proc/zoneinfo, reusing dst's storage.
@@ -41,8 +42,8 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 				return fmt.Errorf("line %d: want %q, got %q", lineNo, "zone", w)
 			}
 			name := f.Next()
-			if name == nil {
-				return fmt.Errorf("line %d: missing zone name", lineNo)
+			if !isZoneName(name) {
+				return fmt.Errorf("line %d: zone name %q is not a kernel zone name", lineNo, name)
 			}
 			if len(zones) < cap(zones) {
 				zones = zones[:len(zones)+1]
@@ -86,7 +87,7 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 		case "present":
 			dstField = &z.Present
 		case "managed":
-			dstField = &z.Managed
+			dstField, z.HasManaged = &z.Managed, true
 		case "cma":
 			dstField = &z.CMA
 		case "nr_free_pages_blocks":

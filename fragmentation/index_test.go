@@ -1,0 +1,145 @@
+package fragmentation
+
+import (
+	"math"
+	"testing"
+)
+
+// floatIndices are DESIGN.md's formulas in real arithmetic, written apart
+// from the kernel's integer version: with n_k free blocks of order k,
+// B = Σn_k, F = Σ n_k·2^k, S = Σ_{k≥o} n_k·2^(k−o).
+func floatIndices(free []uint64, o int) (frag, unusable float64) {
+	var B, F, S float64
+	for k, n := range free {
+		B += float64(n)
+		F += float64(n) * math.Pow(2, float64(k))
+		if k >= o {
+			S += float64(n) * math.Pow(2, float64(k-o))
+		}
+	}
+	switch {
+	case B == 0:
+		frag = 0
+	case S > 0:
+		frag = -1
+	default:
+		frag = 1 - (1+F/math.Pow(2, float64(o)))/B
+	}
+	if F == 0 {
+		unusable = 1
+	} else {
+		unusable = (F - S*math.Pow(2, float64(o))) / F
+	}
+	return frag, unusable
+}
+
+var zonesUnderTest = map[string][]uint64{
+	// the seed's Normal zone before drop_caches, after it, after compaction
+	"seed Normal before":  {127146, 68215, 1614, 0, 0, 0, 0, 0, 0, 0, 1},
+	"seed Normal dropped": {524538, 365499, 176074, 45644, 4338, 140, 6, 0, 0, 0, 1},
+	"seed Normal compact": {145048, 131183, 76864, 38454, 20405, 11854, 5149, 1143, 96, 3, 1},
+	"seed DMA32 before":   {32995, 4377, 762, 211, 157, 108, 68, 23, 3, 0, 0},
+	"only order 0":        {1000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	"nothing free":        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	"one huge block":      {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+	"arm64 14 orders":     {4000, 2100, 900, 300, 120, 30, 8, 2, 1, 0, 0, 0, 0, 1},
+	"no high orders":      {5000, 300, 20, 1, 0, 0, 0, 0, 0, 0, 0},
+}
+
+// The kernel's integer results agree with the real-arithmetic formulas to
+// within the 0.001 the kernel prints (it truncates, so the integer result
+// is never above the exact one by more than rounding).
+func TestIndicesMatchFormulas(t *testing.T) {
+	for name, free := range zonesUnderTest {
+		for o := range free {
+			wantFrag, wantUnusable := floatIndices(free, o)
+			gotFrag := float64(FragmentationIndex(free, o)) / 1000
+			gotUnusable := float64(UnusableFreeIndex(free, o)) / 1000
+			if math.Abs(gotFrag-wantFrag) > 0.001 {
+				t.Errorf("%s order %d: fragmentation index %.3f, formula %.6f", name, o, gotFrag, wantFrag)
+			}
+			if math.Abs(gotUnusable-wantUnusable) > 0.001 {
+				t.Errorf("%s order %d: unusable free index %.3f, formula %.6f", name, o, gotUnusable, wantUnusable)
+			}
+		}
+	}
+}
+
+// Values worked out by hand from the seed, the numbers the practice reasons
+// with: order-4 allocations in the Normal zone before, after drop_caches and
+// after compaction.
+func TestSeedByHand(t *testing.T) {
+	cases := []struct {
+		zone           string
+		order          int
+		unusable, frag int64
+		suitablePages  uint64
+	}{
+		// F = 127146 + 2·68215 + 4·1614 + 1024 = 271056; S·16 = 1024 (the one order-10 block)
+		{"seed Normal before", 4, (271056 - 1024) * 1000 / 271056, -1000, 1024},
+		// S·16 = 16·4338 + 32·140 + 64·6 + 1024 = 75296 of F = 2400280
+		{"seed Normal dropped", 4, (2400280 - 75296) * 1000 / 2400280, -1000, 75296},
+		{"seed Normal compact", 4, 458, -1000, 1208784},
+		// no block of order >= 4 at all: the index says whether that is for lack of memory
+		// F = 5000 + 600 + 80 + 8 = 5688, B = 5321: 1000 - (1000 + 5688·1000/16)/5321
+		{"no high orders", 4, 1000, 1000 - (1000+5688*1000/16)/5321, 0},
+		{"nothing free", 4, 1000, 0, 0},
+		{"only order 0", 1, 1000, 1000 - (1000+1000*1000/2)/1000, 0},
+	}
+	for _, tc := range cases {
+		free := zonesUnderTest[tc.zone]
+		if got := UnusableFreeIndex(free, tc.order); got != tc.unusable {
+			t.Errorf("%s: unusable(%d) = %d, want %d", tc.zone, tc.order, got, tc.unusable)
+		}
+		if got := FragmentationIndex(free, tc.order); got != tc.frag {
+			t.Errorf("%s: fragmentation(%d) = %d, want %d", tc.zone, tc.order, got, tc.frag)
+		}
+		if got := SuitableFreePages(free, tc.order); got != tc.suitablePages {
+			t.Errorf("%s: suitable pages(%d) = %d, want %d", tc.zone, tc.order, got, tc.suitablePages)
+		}
+	}
+}
+
+func TestNodeScore(t *testing.T) {
+	before := []ScoredZone{
+		{PresentPages: 3998, Free: []uint64{2, 2, 2, 1, 2, 1, 1, 0, 0, 0, 2}},
+		{PresentPages: 1044480, Free: zonesUnderTest["seed DMA32 before"]},
+		{PresentPages: 3932160, Free: zonesUnderTest["seed Normal before"]},
+	}
+	// DMA 6%·3998/4980639 → 0; DMA32 100%·1044480/4980639 → 20;
+	// Normal 99%·3932160/4980639 → 78.
+	if got := NodeScore(before, 3998+1044480+3932160, 9); got != 98 {
+		t.Errorf("seed before: score %d, want 98", got)
+	}
+	empty := []ScoredZone{{PresentPages: 100, Free: make([]uint64, 11)}}
+	if got := NodeScore(empty, 100, 9); got != 0 {
+		t.Errorf("zone with nothing free: score %d, want 0 (extfrag_for_order reads 0 then)", got)
+	}
+	unpopulated := []ScoredZone{{PresentPages: 0, Free: []uint64{5}}}
+	if got := NodeScore(unpopulated, 0, 9); got != 0 {
+		t.Errorf("unpopulated zone: score %d, want 0", got)
+	}
+}
+
+func TestProactiveThresholds(t *testing.T) {
+	for _, tc := range []struct{ p, low, high uint64 }{
+		{20, 80, 90}, {0, 100, 100}, {100, 5, 15}, {96, 5, 15}, {90, 10, 20}, {150, 5, 15},
+	} {
+		low, high := ProactiveThresholds(tc.p)
+		if low != tc.low || high != tc.high {
+			t.Errorf("proactiveness %d: thresholds %d/%d, want %d/%d", tc.p, low, high, tc.low, tc.high)
+		}
+	}
+}
+
+func BenchmarkIndices(b *testing.B) {
+	free := zonesUnderTest["seed Normal compact"]
+	b.ReportAllocs()
+	var sink int64
+	for b.Loop() {
+		for o := range free {
+			sink += FragmentationIndex(free, o) + UnusableFreeIndex(free, o)
+		}
+	}
+	_ = sink
+}
