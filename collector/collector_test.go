@@ -174,9 +174,9 @@ func copyTree(t *testing.T, name string) string {
 // and a persisting failure is logged once, not on every scrape.
 func TestFailingSourceDoesNotFailScrape(t *testing.T) {
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(root string) error
-		want  map[string]float64
+		want   map[string]float64
 	}{
 		{"buddyinfo absent", func(r string) error { return os.Remove(filepath.Join(r, "proc/buddyinfo")) },
 			map[string]float64{"buddyinfo": 0, "compaction": 0, "zoneinfo": 1, "vmstat": 1, "sysctl": 1}},
