@@ -1,0 +1,122 @@
+package fragmentation
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseZoneinfo(t *testing.T) {
+	data, err := os.ReadFile("../collector/testdata/x86-vm/proc/zoneinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zones, err := ParseZoneinfo(data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, z := range zones {
+		names = append(names, z.Node+"/"+z.Name)
+	}
+	if got := strings.Join(names, " "); got != "0/DMA 0/DMA32 0/Normal 0/Movable 0/Device" {
+		t.Fatalf("zones %s", got)
+	}
+	// values as printed in the fixture's DMA32 section
+	z := zones[1]
+	want := ZoneInfo{Node: "0", Name: "DMA32", Free: z.Free, Min: 8532, Low: 10665, High: 12798, Promo: 14931,
+		Spanned: 1044480, Present: 782336, Managed: 772807, FreePagesBlocks: z.FreePagesBlocks,
+		HasBoost: true, HasPromo: true, HasManaged: true, HasFreePagesBlocks: true}
+	if z != want {
+		t.Errorf("DMA32:\n got %+v\nwant %+v", z, want)
+	}
+	if z.Free == 0 || z.FreePagesBlocks == 0 {
+		t.Errorf("DMA32 free %d, free pageblock pages %d: want both read", z.Free, z.FreePagesBlocks)
+	}
+	// the pagesets' "high:" must not be taken for the watermark
+	if zones[2].High != 12481 {
+		t.Errorf("Normal high watermark %d, want 12481", zones[2].High)
+	}
+	// an old kernel prints neither managed, boost nor promo
+	old, err := os.ReadFile("../collector/testdata/seed-before/proc/zoneinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zones, err = ParseZoneinfo(old, zones)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if z := zones[2]; z.HasManaged || z.HasBoost || z.HasPromo || z.HasFreePagesBlocks || z.Present != 3932160 {
+		t.Errorf("old kernel Normal: %+v", z)
+	}
+}
+
+func TestParseZoneinfoErrors(t *testing.T) {
+	for _, tc := range []struct{ name, input, err string }{
+		{"empty", "", "no zones"},
+		{"field before header", "  pages free 1\n", "before the first zone header"},
+		{"bad count", "Node 0, zone DMA\n  pages free -1\n", "not a page count"},
+		{"bad header", "Node 0 zone DMA\n", "node id and comma"},
+		{"bad zone name", "Node 0, zone D/MA\n", "not a kernel zone name"},
+		{"missing value", "Node 0, zone DMA\n        present\n", "not a page count"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseZoneinfo([]byte(tc.input), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func fixtureZoneinfos(t testing.TB) [][]byte {
+	paths, _ := filepath.Glob("../collector/testdata/*/proc/zoneinfo")
+	if len(paths) == 0 {
+		t.Fatal("no zoneinfo fixtures")
+	}
+	var out [][]byte
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func FuzzParseZoneinfo(f *testing.F) {
+	for _, b := range fixtureZoneinfos(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		zones, err := ParseZoneinfo(data, nil)
+		if err != nil {
+			return
+		}
+		if len(zones) == 0 {
+			t.Fatal("no error and no zones")
+		}
+		for _, z := range zones {
+			if !isZoneName([]byte(z.Name)) || z.Node == "" {
+				t.Fatalf("accepted zone %q of node %q", z.Name, z.Node)
+			}
+		}
+	})
+}
+
+func BenchmarkParseZoneinfo(b *testing.B) {
+	data, err := os.ReadFile("../collector/testdata/x86-vm/proc/zoneinfo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	zones, _ := ParseZoneinfo(data, nil)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if zones, err = ParseZoneinfo(data, zones); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
