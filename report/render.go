@@ -1,0 +1,437 @@
+package report
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"strconv"
+	"time"
+)
+
+// RenderOptions are the per-request choices of the page.
+type RenderOptions struct {
+	Order   int       // the allocation order the verdict is about
+	Now     time.Time // when the snapshot was read
+	Refresh int       // auto-refresh period in seconds; 0 for none
+	Notice  string    // a note to show above the report (a bad query)
+	// ShowRemediations shows the remediation section with Remediations,
+	// newest first (an empty list says "none yet").
+	ShowRemediations bool
+	Remediations     []Remediation
+}
+
+// Colours are the Okabe-Ito palette, which stays distinguishable with every
+// common colour-vision deficiency; every colour also comes with a text label.
+const (
+	colourUsable = "#0072B2" // blue
+	colourSmall  = "#E69F00" // orange
+	colourBad    = "#D55E00" // vermillion
+	colourGood   = "#009E73" // bluish green
+)
+
+// pageCSS is added to exporter-toolkit's stylesheet.
+const pageCSS = `
+#fragmentation{max-width:1100px}
+#fragmentation .summary{font-size:1.15rem;margin:.5rem 0}
+#fragmentation .meta,#fragmentation .hint{color:#444;font-size:.9rem}
+.badge{display:inline-block;border-radius:.3rem;padding:.05rem .45rem;font-weight:600;color:#000;font-size:.9rem}
+.v-ok{background:` + colourGood + `}
+.v-at_risk{background:` + colourSmall + `}
+.v-failing_fragmentation,.v-failing_low_memory{background:` + colourBad + `}
+.node{border-top:2px solid #888;margin-top:1rem}
+.zone{margin:.75rem 0 1.25rem 0}
+.zone h4{margin:.4rem 0}
+.zone p{margin:.2rem 0}
+.charts{display:flex;flex-wrap:wrap;gap:1rem}
+svg.chart{font-size:11px;background:#fff}
+svg.chart .title{font-size:13px;font-weight:600}
+svg.chart .axis-title{font-size:11px;fill:#222}
+svg.chart .tick{fill:#333}
+svg.chart .focus{font-weight:700;fill:#000}
+svg.chart .grid{stroke:#ddd}
+svg.chart .axis{stroke:#333}
+svg.chart .threshold{stroke:#000;stroke-dasharray:5 3;stroke-width:1.5}
+svg.chart .value{font-size:9px;fill:#111}
+table.remediations{border-collapse:collapse}
+table.remediations td,table.remediations th{border:1px solid #bbb;padding:.2rem .5rem;text-align:left}
+.error,.notice{border:2px solid ` + colourBad + `;padding:.5rem;width:fit-content}
+`
+
+// Chart geometry, in SVG user units (pixels at 100% zoom).
+const (
+	chartW       = 520
+	chartH       = 250
+	marginLeft   = 64
+	marginRight  = 12
+	marginTop    = 44
+	marginBottom = 50
+	plotW        = chartW - marginLeft - marginRight
+	plotH        = chartH - marginTop - marginBottom
+	scoreW       = 520
+	scoreH       = 92
+)
+
+// RenderHTML writes the live report: a verdict line for the machine, then
+// per NUMA node its compaction score and per zone the verdicts and charts,
+// then the latest remediations. Every string from the kernel is escaped.
+func RenderHTML(w io.Writer, s *Snapshot, o RenderOptions) {
+	r := &renderer{w: w, s: s, o: o}
+	r.page()
+}
+
+type renderer struct {
+	w    io.Writer
+	s    *Snapshot
+	o    RenderOptions
+	zone int // running number for element ids
+}
+
+func (r *renderer) printf(format string, args ...any) { fmt.Fprintf(r.w, format, args...) }
+func (r *renderer) str(s string)                      { io.WriteString(r.w, s) }
+
+// orders are the orders the page judges: the chosen one and the huge-page
+// order, when the kernel has it.
+func (r *renderer) orders() []int {
+	if r.s.ScoreOrder != r.o.Order && r.s.ScoreOrder < r.s.Orders {
+		return []int{r.o.Order, r.s.ScoreOrder}
+	}
+	return []int{r.o.Order}
+}
+
+func (r *renderer) page() {
+	s := r.s
+	r.printf(`<section id="fragmentation" data-order="%d">`, r.o.Order)
+	if r.o.Notice != "" {
+		r.printf(`<p class="notice" role="status">%s</p>`, html.EscapeString(r.o.Notice))
+	}
+	r.str(`<h2 class="summary">`)
+	for i, ord := range r.orders() {
+		if i > 0 {
+			r.str("<br/>")
+		}
+		v, where := s.Worst(ord)
+		r.printf(`<span class="machine-verdict" data-order="%d" data-verdict="%s">Worst zone for %s allocations: %s`,
+			ord, v.Key(), html.EscapeString(s.OrderName(ord)), badge(v))
+		if where != nil {
+			r.printf(` node %s zone %s`, html.EscapeString(where.Node), html.EscapeString(where.Name))
+		}
+		r.str(`</span>`)
+	}
+	r.str(`</h2>`)
+	r.printf(`<p class="meta">Read at %s from buddyinfo and zoneinfo; page size %s. `,
+		r.o.Now.UTC().Format(time.RFC3339), formatBytes(s.PageSize))
+	if r.o.Refresh > 0 {
+		r.printf(`Refreshing every %d s (<a href="?order=%d">stop</a>).`, r.o.Refresh, r.o.Order)
+	} else {
+		r.printf(`<a href="?order=%d&amp;refresh=30">Refresh every 30 s</a>.`, r.o.Order)
+	}
+	r.str(` Other order: `)
+	for _, k := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10} {
+		if k >= s.Orders {
+			break
+		}
+		if k == r.o.Order {
+			r.printf(`<b>%d</b> `, k)
+			continue
+		}
+		r.printf(`<a href="?order=%d%s">%d</a> `, k, r.refreshQuery(), k)
+	}
+	r.str(`</p>`)
+	r.printf(`<p class="hint">Verdict for an order: <b>failing</b> when no free block of that order or larger is left; <b>for fragmentation</b> when the kernel's fragmentation index is above 0.5 (its default vm.extfrag_threshold, from which it prefers compaction), else <b>for low memory</b>; <b>at risk</b> when the unusable free index is at least 0.9 (the alerting and remediation criterion); else <b>OK</b>. The DMA zone is shown but not counted.</p>`)
+	for _, w := range s.Warnings {
+		r.printf(`<p class="notice" role="status">%s</p>`, html.EscapeString(w))
+	}
+	for i := range s.Nodes {
+		r.node(&s.Nodes[i])
+	}
+	if r.o.ShowRemediations {
+		r.remediations()
+	}
+	r.str(`</section>`)
+}
+
+func (r *renderer) refreshQuery() string {
+	if r.o.Refresh > 0 {
+		return "&amp;refresh=" + strconv.Itoa(r.o.Refresh)
+	}
+	return ""
+}
+
+func badge(v Verdict) string {
+	sym := "✓"
+	switch v {
+	case AtRisk:
+		sym = "⚠"
+	case FailingFragmentation, FailingLowMemory:
+		sym = "✗"
+	}
+	return `<span class="badge v-` + v.Key() + `">` + sym + " " + v.String() + `</span>`
+}
+
+func (r *renderer) node(n *Node) {
+	id := html.EscapeString(n.ID)
+	r.printf(`<section class="node" id="node-%s" data-numa-node="%s"><h3>NUMA node %s</h3>`, id, id, id)
+	r.scoreChart(n)
+	for j := range n.Zones {
+		r.zoneBlock(&n.Zones[j])
+	}
+	r.str(`</section>`)
+}
+
+func (r *renderer) zoneBlock(z *Zone) {
+	s := r.s
+	r.zone++
+	node, name := html.EscapeString(z.Node), html.EscapeString(z.Name)
+	r.printf(`<article class="zone" id="z%d" data-numa-node="%s" data-zone="%s" data-verdict="%s" data-largest-free-order="%d">`,
+		r.zone, node, name, z.Verdict(r.o.Order).Key(), z.LargestFreeOrder())
+	r.printf(`<h4>Node %s, zone %s`, node, name)
+	if !Gating(z.Name) {
+		r.str(` <small>(not counted in the machine's verdict)</small>`)
+	}
+	r.str(`</h4>`)
+	for _, ord := range r.orders() {
+		v := z.Verdict(ord)
+		r.printf(`<p class="verdict" data-order="%d" data-verdict="%s">%s allocations: %s — %s</p>`,
+			ord, v.Key(), html.EscapeString(s.OrderName(ord)), badge(v), html.EscapeString(s.Explain(z, ord)))
+	}
+	r.printf(`<p class="largest">Largest free block: <b>%s</b>. Free: %s`, s.LargestSentence(z), formatBytes(z.FreePages()*s.PageSize))
+	if z.ManagedPages > 0 {
+		r.printf(` of %s managed`, formatBytes(z.ManagedPages*s.PageSize))
+	}
+	r.str(`.</p><div class="charts">`)
+	r.freeChart(z)
+	r.unusableChart(z)
+	r.str(`</div></article>`)
+}
+
+// chartStart opens an SVG chart with its accessible name and description.
+func (r *renderer) chartStart(class, kind, title, desc string, z *Zone) {
+	r.printf(`<svg class="chart %s" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-labelledby="z%d-%s-t z%d-%s-d" data-numa-node="%s" data-zone="%s">`,
+		class, chartW, chartH, chartW, chartH, r.zone, kind, r.zone, kind, html.EscapeString(z.Node), html.EscapeString(z.Name))
+	r.printf(`<title id="z%d-%s-t">%s</title><desc id="z%d-%s-d">%s</desc>`, r.zone, kind, title, r.zone, kind, desc)
+	r.printf(`<text class="title" x="%d" y="16">%s</text>`, marginLeft, title)
+}
+
+// xAxis draws the order axis: order numbers, block sizes under them, and
+// the axis title. The judged orders are in bold.
+func (r *renderer) xAxis(z *Zone) {
+	n := len(z.Free)
+	slot := float64(plotW) / float64(n)
+	base := marginTop + plotH
+	r.printf(`<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d"/>`, marginLeft, base, marginLeft+plotW, base)
+	for k := range n {
+		x := float64(marginLeft) + slot*(float64(k)+0.5)
+		cls := "tick"
+		for _, o := range r.orders() {
+			if o == k {
+				cls = "tick focus"
+			}
+		}
+		r.printf(`<text class="%s" x="%.1f" y="%d" text-anchor="middle">%d</text>`, cls, x, base+14, k)
+		r.printf(`<text class="tick" x="%.1f" y="%d" text-anchor="middle" font-size="8">%s</text>`, x, base+25, shortBytes(r.s.PageSize<<k))
+	}
+	r.printf(`<text class="axis-title" x="%d" y="%d" text-anchor="middle">block order (block size)</text>`, marginLeft+plotW/2, chartH-6)
+}
+
+func (r *renderer) yTitle(t string) {
+	r.printf(`<text class="axis-title" transform="translate(14 %d) rotate(-90)" text-anchor="middle">%s</text>`, marginTop+plotH/2, t)
+}
+
+// legend draws colour swatches with their meaning below the title.
+func (r *renderer) legend(items ...[2]string) {
+	x := marginLeft
+	for _, it := range items {
+		r.printf(`<rect x="%d" y="24" width="10" height="10" fill="%s"/><text x="%d" y="33">%s</text>`, x, it[0], x+14, it[1])
+		x += 24 + 6*len(it[1])
+	}
+}
+
+// freeChart: free bytes by order on a log scale, coloured by whether the
+// blocks can serve an allocation of the judged order.
+func (r *renderer) freeChart(z *Zone) {
+	s := r.s
+	ord := r.o.Order
+	r.chartStart("free-bytes", "fb", "Free memory by block order",
+		fmt.Sprintf("Bytes free in blocks of each order, log scale; blocks of order %d and above can serve an order-%d allocation.", ord, ord), z)
+	r.legend([2]string{colourUsable, fmt.Sprintf("usable for order %d", ord)}, [2]string{colourSmall, fmt.Sprintf("too small for order %d", ord)})
+
+	// Log2 scale from one page up to the largest bucket, with ticks on
+	// powers of two spaced evenly (every 16x for a typical zone).
+	lo := math.Log2(float64(s.PageSize))
+	var maxBytes uint64
+	for k, n := range z.Free {
+		maxBytes = max(maxBytes, n<<k*s.PageSize)
+	}
+	hi := math.Ceil(math.Log2(float64(max(maxBytes, s.PageSize))))
+	step := 1.0
+	for _, st := range []float64{1, 2, 3, 4, 5, 10} {
+		step = st
+		if (hi-lo)/st <= 5 {
+			break
+		}
+	}
+	hi = lo + step*math.Max(1, math.Ceil((hi-lo)/step))
+	yOf := func(e float64) float64 { return float64(marginTop+plotH) - (e-lo)/(hi-lo)*plotH }
+	for e := lo; e <= hi+1e-9; e += step {
+		y := yOf(e)
+		r.printf(`<line class="grid" x1="%d" y1="%.1f" x2="%d" y2="%.1f"/>`, marginLeft, y, marginLeft+plotW, y)
+		r.printf(`<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>`, marginLeft-4, y+4, formatBytes(uint64(1)<<uint(e)))
+	}
+	r.yTitle("free bytes (log scale)")
+
+	slot := float64(plotW) / float64(len(z.Free))
+	barW := slot * 0.7
+	for k, n := range z.Free {
+		b := n << k * s.PageSize
+		x := float64(marginLeft) + slot*float64(k) + (slot-barW)/2
+		cls, colour := "usable", colourUsable
+		if k < ord {
+			cls, colour = "small", colourSmall
+		}
+		label := fmt.Sprintf("order %d (%s blocks): %d free, %s", k, formatBytes(s.PageSize<<k), n, formatBytes(b))
+		top := float64(marginTop + plotH)
+		if b > 0 {
+			top = math.Min(yOf(math.Log2(float64(b))), float64(marginTop+plotH)-2) // one page still shows
+		}
+		r.printf(`<rect class="bar %s" data-order="%d" data-free-blocks="%d" data-free-bytes="%d" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`,
+			cls, k, n, b, x, top, barW, float64(marginTop+plotH)-top, colour, label)
+		r.printf(`<text class="value" x="%.1f" y="%.1f" text-anchor="middle">%d</text>`, x+barW/2, top-3, n)
+	}
+	r.xAxis(z)
+	r.str(`</svg>`)
+}
+
+// unusableChart: the unusable free index by order, linear 0..1, against the
+// 0.9 at-risk line.
+func (r *renderer) unusableChart(z *Zone) {
+	r.chartStart("unusable-index", "ui", "Unusable free index by order",
+		"Share of free memory in blocks too small for an allocation of each order (0 to 1); at or above the dashed line 0.9 the order is at risk.", z)
+	r.legend([2]string{colourUsable, "below 0.9"}, [2]string{colourBad, "0.9 or more: at risk"})
+	yOf := func(v float64) float64 { return float64(marginTop+plotH) - v*plotH }
+	for _, v := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		y := yOf(v)
+		r.printf(`<line class="grid" x1="%d" y1="%.1f" x2="%d" y2="%.1f"/>`, marginLeft, y, marginLeft+plotW, y)
+		r.printf(`<text class="tick" x="%d" y="%.1f" text-anchor="end">%.2f</text>`, marginLeft-4, y+4, v)
+	}
+	r.yTitle("unusable free index")
+	slot := float64(plotW) / float64(len(z.Free))
+	barW := slot * 0.7
+	for k := range z.Free {
+		u := z.Unusable(k)
+		x := float64(marginLeft) + slot*float64(k) + (slot-barW)/2
+		cls, colour := "ok", colourUsable
+		if u >= AtRiskUnusable {
+			cls, colour = "at-risk", colourBad
+		}
+		top := yOf(float64(u) / 1000)
+		r.printf(`<rect class="bar %s" data-order="%d" data-unusable-index="%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>order %d: unusable free index %s (%s of free memory is in smaller blocks)</title></rect>`,
+			cls, k, thousandths(u), x, top, barW, float64(marginTop+plotH)-top, colour, k, thousandths(u), percent(u))
+		r.printf(`<text class="value" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+barW/2, top-3, thousandths(u))
+	}
+	y := yOf(float64(AtRiskUnusable) / 1000)
+	r.printf(`<line class="threshold" x1="%d" y1="%.1f" x2="%d" y2="%.1f"><title>at risk from 0.9</title></line>`, marginLeft, y, marginLeft+plotW, y)
+	r.xAxis(z)
+	r.str(`</svg>`)
+}
+
+// scoreChart: the node's proactive-compaction score on 0..100 with the
+// kernel's low and high thresholds.
+func (r *renderer) scoreChart(n *Node) {
+	s := r.s
+	id := html.EscapeString(n.ID)
+	sentence := html.EscapeString(s.ScoreSentence(n))
+	low, high, on := s.Thresholds()
+	r.printf(`<svg class="chart compaction-score" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-labelledby="score-%s-t score-%s-d" data-numa-node="%s"`,
+		scoreW, scoreH, scoreW, scoreH, id, id, id)
+	if n.HasScore {
+		r.printf(` data-score="%d"`, n.Score)
+	}
+	if on {
+		r.printf(` data-threshold-low="%d" data-threshold-high="%d"`, low, high)
+	}
+	r.printf(`><title id="score-%s-t">Compaction score of node %s</title><desc id="score-%s-d">%s</desc>`, id, id, id, sentence)
+	r.printf(`<text class="title" x="%d" y="16">Compaction score (order %d), 0–100</text>`, marginLeft, s.ScoreOrder)
+	const x0, barY, barH = marginLeft, 38, 18
+	const w = scoreW - marginLeft - marginRight
+	xOf := func(v uint64) float64 { return float64(x0) + float64(min(v, 100))/100*w }
+	r.printf(`<rect x="%d" y="%d" width="%d" height="%d" fill="#eee" stroke="#999"/>`, x0, barY, w, barH)
+	if n.HasScore {
+		colour := colourUsable
+		switch {
+		case on && n.Score > high:
+			colour = colourBad
+		case on && n.Score > low:
+			colour = colourSmall
+		}
+		r.printf(`<rect class="score-bar" x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>`, x0, barY, xOf(n.Score)-x0, barH, colour, sentence)
+		r.printf(`<text class="value" font-size="12" x="%d" y="%d" text-anchor="end">%d</text>`, x0-6, barY+14, n.Score)
+	} else {
+		r.printf(`<text x="%d" y="%d">unknown</text>`, x0+6, barY+14)
+	}
+	if on {
+		for _, t := range []struct {
+			name string
+			v    uint64
+		}{{"low", low}, {"high", high}} {
+			x := xOf(t.v)
+			r.printf(`<line class="threshold" x1="%.1f" y1="%d" x2="%.1f" y2="%d"><title>%s threshold %d</title></line>`, x, barY-8, x, barY+barH+4, t.name, t.v)
+			anchor := "end"
+			if t.name == "high" {
+				anchor = "start"
+			}
+			r.printf(`<text class="tick" x="%.1f" y="%d" text-anchor="%s">%s %d</text>`, x, barY-10, anchor, t.name, t.v)
+		}
+	}
+	for _, v := range []uint64{0, 25, 50, 75, 100} {
+		r.printf(`<text class="tick" x="%.1f" y="%d" text-anchor="middle">%d</text>`, xOf(v), barY+barH+14, v)
+	}
+	r.printf(`<text class="axis-title" x="%d" y="%d">score: share of free memory unusable at order %d, weighted by zone size</text>`, x0, scoreH-4, s.ScoreOrder)
+	r.str(`</svg>`)
+	r.printf(`<p class="score" data-numa-node="%s">Node %s: %s.</p>`, id, id, sentence)
+}
+
+func (r *renderer) remediations() {
+	r.str(`<section id="remediations"><h3>Last remediations</h3>`)
+	if len(r.o.Remediations) == 0 {
+		r.str(`<p>None since the exporter started.</p></section>`)
+		return
+	}
+	r.str(`<table class="remediations"><thead><tr><th>time</th><th>action</th><th>NUMA node</th><th>decision</th><th>reason</th><th>gain (free bytes in blocks ≥ order)</th><th>score change</th></tr></thead><tbody>`)
+	for _, m := range r.o.Remediations {
+		node := m.Node
+		if node == "" {
+			node = "all"
+		}
+		gain, delta := "—", "—"
+		if m.Measured {
+			gain, delta = signedBytes(m.GainBytes), fmt.Sprintf("%+d", m.ScoreDelta)
+		}
+		r.printf(`<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`,
+			m.Time.UTC().Format(time.RFC3339), html.EscapeString(m.Action), html.EscapeString(node),
+			html.EscapeString(m.Decision), html.EscapeString(m.Reason), gain, delta)
+	}
+	r.str(`</tbody></table></section>`)
+}
+
+func signedBytes(b int64) string {
+	if b < 0 {
+		return "−" + formatBytes(uint64(-b))
+	}
+	return "+" + formatBytes(uint64(b))
+}
+
+// shortBytes prints a block size compactly for an axis: 4K, 2M. Block
+// sizes are powers of two, so the divisions are exact.
+func shortBytes(b uint64) string {
+	const units = "KMGTPE"
+	u := -1
+	for b >= 1024 && u < len(units)-1 {
+		b /= 1024
+		u++
+	}
+	if u < 0 {
+		return strconv.FormatUint(b, 10)
+	}
+	return strconv.FormatUint(b, 10) + string(units[u])
+}

@@ -1,0 +1,110 @@
+package report
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// The sentences below are shared by the page and the inspect table, so
+// both say the same thing in the same words.
+
+// OrderName names allocations of an order, marking the huge-page order.
+func (s *Snapshot) OrderName(order int) string {
+	if order == s.ScoreOrder {
+		return "order-" + strconv.Itoa(order) + " (huge page)"
+	}
+	return "order-" + strconv.Itoa(order)
+}
+
+// Explain says why a zone has its verdict for the order.
+func (s *Snapshot) Explain(z *Zone, order int) string {
+	free := z.FreePages() * s.PageSize
+	block := formatBytes(s.PageSize << order)
+	switch v := z.Verdict(order); v {
+	case FailingFragmentation:
+		return fmt.Sprintf("no free block of %s or more, though %s is free (fragmentation index %s > 0.5): compaction would help",
+			block, formatBytes(free), thousandths(z.FragIndex(order)))
+	case FailingLowMemory:
+		why := "fragmentation index " + thousandths(z.FragIndex(order)) + " <= 0.5"
+		if free < s.PageSize<<order {
+			why = "less than one block"
+		}
+		return fmt.Sprintf("no free block of %s or more, and only %s is free (%s): the zone lacks memory, compaction would not help",
+			block, formatBytes(free), why)
+	default:
+		cmp := "<"
+		if v == AtRisk {
+			cmp = ">="
+		}
+		return fmt.Sprintf("%s of free memory is in blocks smaller than %s (unusable free index %s %s 0.9); %s usable",
+			percent(z.Unusable(order)), block, thousandths(z.Unusable(order)), cmp,
+			formatBytes(z.SuitablePages(order)*s.PageSize))
+	}
+}
+
+// ScoreSentence says where a node's compaction score stands against the
+// kernel's proactive-compaction thresholds.
+func (s *Snapshot) ScoreSentence(n *Node) string {
+	if !n.HasScore {
+		return "compaction score unknown (zoneinfo unreadable)"
+	}
+	head := fmt.Sprintf("compaction score %d at order %d", n.Score, s.ScoreOrder)
+	low, high, on := s.Thresholds()
+	switch {
+	case s.Proactiveness < 0:
+		return head + "; this kernel has no proactive compaction"
+	case !on:
+		return head + "; proactive compaction is off (vm.compaction_proactiveness=0)"
+	case n.Score > high:
+		return fmt.Sprintf("%s, above the high threshold %d: kcompactd compacts this node until the score falls to %d (vm.compaction_proactiveness=%d)", head, high, low, s.Proactiveness)
+	case n.Score > low:
+		return fmt.Sprintf("%s, between the thresholds %d and %d: kcompactd keeps compacting if it started, else waits for %d (vm.compaction_proactiveness=%d)", head, low, high, high, s.Proactiveness)
+	default:
+		return fmt.Sprintf("%s, at or below the low threshold %d: no proactive compaction needed (vm.compaction_proactiveness=%d)", head, low, s.Proactiveness)
+	}
+}
+
+// LargestSentence names the largest free block.
+func (s *Snapshot) LargestSentence(z *Zone) string {
+	k := z.LargestFreeOrder()
+	if k < 0 {
+		return "nothing free"
+	}
+	return fmt.Sprintf("order %d (%s)", k, formatBytes(s.PageSize<<k))
+}
+
+// thousandths prints a kernel index kept in thousandths as the kernel's
+// debugfs does: three decimals.
+func thousandths(v int64) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	return fmt.Sprintf("%s%d.%03d", sign, v/1000, v%1000)
+}
+
+// percent prints thousandths as a percentage with one decimal.
+func percent(v int64) string {
+	return fmt.Sprintf("%d.%d%%", v/10, v%10)
+}
+
+// formatBytes prints a byte count in IEC units with at most one decimal.
+func formatBytes(b uint64) string {
+	const units = "KMGTPE"
+	if b < 1024 {
+		return strconv.FormatUint(b, 10) + " B"
+	}
+	u, div := 0, uint64(1024)
+	for b/div >= 1024 && u < len(units)-1 {
+		u, div = u+1, div*1024
+	}
+	// Tenths of the unit, rounded; in two steps so b*10 cannot overflow.
+	tenths := b/div*10 + (b%div*10+div/2)/div
+	if tenths >= 10240 && u < len(units)-1 { // 1023.96 MiB reads 1 GiB
+		u, div, tenths = u+1, div*1024, (tenths+512)/1024
+	}
+	if tenths%10 == 0 {
+		return fmt.Sprintf("%d %ciB", tenths/10, units[u])
+	}
+	return fmt.Sprintf("%d.%d %ciB", tenths/10, tenths%10, units[u])
+}
