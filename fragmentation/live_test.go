@@ -8,35 +8,24 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// skipUnlessLive skips a test that needs the real kernel as root, saying
-// why; with MEMFRAG_REQUIRE_LIVE=1 (set by .ci/run) it fails instead, so CI
-// cannot pass without having run it.
-func skipUnlessLive(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("MEMFRAG_REQUIRE_LIVE") == "1" {
-		t.Fatalf("live test required (MEMFRAG_REQUIRE_LIVE=1) but cannot run: %s", why)
-	}
-	t.Skip(why)
-}
+	"github.com/memfrag/memfrag_exporter/internal/livetest"
+)
 
 const extfragDir = "/sys/kernel/debug/extfrag"
 
 // ensureDebugfs mounts debugfs when it is not mounted yet.
 func ensureDebugfs(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipUnlessLive(t, "the kernel's own indices are in debugfs, readable by root only; run as root")
-	}
+	livetest.Root(t)
 	if _, err := os.Stat(extfragDir + "/unusable_index"); err == nil {
 		return
 	}
 	if out, err := exec.Command("mount", "-t", "debugfs", "none", "/sys/kernel/debug").CombinedOutput(); err != nil {
-		skipUnlessLive(t, fmt.Sprintf("cannot mount debugfs: %v: %s", err, out))
+		livetest.Skip(t, fmt.Sprintf("cannot mount debugfs: %v: %s", err, out))
 	}
 	if _, err := os.Stat(extfragDir + "/unusable_index"); err != nil {
-		skipUnlessLive(t, "this kernel has no "+extfragDir+" (CONFIG_COMPACTION or CONFIG_DEBUG_FS off)")
+		livetest.Skip(t, "this kernel has no "+extfragDir+" (CONFIG_COMPACTION or CONFIG_DEBUG_FS off)")
 	}
 }
 
