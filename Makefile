@@ -8,11 +8,14 @@ LDFLAGS := -s -w \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
 	-X github.com/prometheus/common/version.Branch=main
 
-.PHONY: build test unit e2e bench
+.PHONY: build test deps unit e2e bench
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o memfrag_exporter .
 
-test: unit e2e
+test: deps unit e2e
+
+deps:
+	.ci/install-deps
 
 unit:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
