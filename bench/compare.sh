@@ -25,6 +25,8 @@
 #   BASE_PORT=19791          ports BASE_PORT..BASE_PORT+2 on 127.0.0.1
 #   OURS_ENV="GOMAXPROCS=1 GOGC=50 GOMEMLIMIT=16MiB"   environment of our exporter
 #   OURS_FLAGS="--no-collector.sysctl"                 extra flags for our exporter
+#   OURS_BIN=/path/to/memfrag_exporter                 load this binary instead of
+#                                                      building the tree (to try a patch)
 #   CACHE_DIR=~/.cache/memfrag-bench                   where node_exporter is kept
 #   VERBOSE=1                print every run
 set -euo pipefail
@@ -67,10 +69,16 @@ fi
 go version -m "$NE" | grep -q "mod[[:space:]]*github.com/prometheus/node_exporter[[:space:]]*$NE_VERSION" ||
 	die "$NE is not node_exporter $NE_VERSION; delete it to rebuild"
 
-echo "== building memfrag_exporter (make build) and the load client"
-make -s -C "$ROOT" build >/dev/null
+if [ -n "${OURS_BIN:-}" ]; then
+	[ -x "$OURS_BIN" ] || die "OURS_BIN=$OURS_BIN is not an executable"
+	OURS=$OURS_BIN
+else
+	echo "== building memfrag_exporter (make build)"
+	make -s -C "$ROOT" build >/dev/null
+	OURS="$ROOT/memfrag_exporter"
+fi
+echo "== building the load client"
 go build -C "$ROOT" -o "$WORK/scrapeload" ./bench/scrapeload
-OURS="$ROOT/memfrag_exporter"
 
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
 for i in 0 1 2; do
