@@ -108,37 +108,66 @@ func (c *sysctlCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-// emitModes turns "always [madvise] never" into one series per mode, 1 for
-// the bracketed one.
-func emitModes(data []byte, m thpMode, ch chan<- prometheus.Metric) error {
-	active := 0
+// thpModes is a parsed THP mode file: "always [madvise] never".
+type thpModes struct {
+	names  [8][]byte
+	n      int
+	active int // index of the bracketed mode
+}
+
+// parseModes reads a THP mode file. Names are checked, since they become
+// label values.
+func parseModes(data []byte) (thpModes, error) {
+	var m thpModes
+	m.active = -1
 	f := procfile.Fields{Rest: data}
-	var modes [8][]byte
-	var on [8]bool
-	n := 0
 	for w := f.Next(); w != nil; w = f.Next() {
-		if n == len(modes) {
-			return fmt.Errorf("%s: more than %d modes", m.file.Path(), len(modes))
+		if m.n == len(m.names) {
+			return m, fmt.Errorf("more than %d modes", len(m.names))
 		}
 		if len(w) > 2 && w[0] == '[' && w[len(w)-1] == ']' {
-			w, on[n] = w[1:len(w)-1], true
-			active++
+			if m.active >= 0 {
+				return m, fmt.Errorf("two active modes in %q", bytes.TrimSpace(data))
+			}
+			w, m.active = w[1:len(w)-1], m.n
 		}
-		if len(w) == 0 || bytes.ContainsAny(w, "[]") {
-			return fmt.Errorf("%s: malformed mode %q", m.file.Path(), w)
+		if !isModeName(w) {
+			return m, fmt.Errorf("malformed mode %q", w)
 		}
-		modes[n] = w
-		n++
+		m.names[m.n] = w
+		m.n++
 	}
-	if active != 1 {
-		return fmt.Errorf("%s: want exactly one [active] mode in %q", m.file.Path(), bytes.TrimSpace(data))
+	if m.active < 0 {
+		return m, fmt.Errorf("no [active] mode in %q", bytes.TrimSpace(data))
 	}
-	for i := 0; i < n; i++ {
+	return m, nil
+}
+
+// isModeName accepts mode names as the kernel writes them (always,
+// defer+madvise, within_size, ...).
+func isModeName(b []byte) bool {
+	if len(b) == 0 || len(b) > 32 {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '+' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func emitModes(data []byte, m thpMode, ch chan<- prometheus.Metric) error {
+	modes, err := parseModes(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.file.Path(), err)
+	}
+	for i := 0; i < modes.n; i++ {
 		v := 0.0
-		if on[i] {
+		if i == modes.active {
 			v = 1
 		}
-		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, v, string(modes[i]))
+		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, v, string(modes.names[i]))
 	}
 	return nil
 }

@@ -1,9 +1,10 @@
 package collector
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,39 +87,61 @@ func newVmstat(cfg Config, _ log.Logger) (source, error) {
 // update parses the whole file before emitting, so a malformed file yields
 // an error and no half-read counters.
 func (c *vmstatCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
-	c.values = c.values[:0]
 	err := c.file.Do(func(data []byte) error {
-		return procfile.Lines(data, func(line []byte) error {
-			f := procfile.Fields{Rest: line}
-			key := f.Next()
-			m, ok := c.metrics[string(key)]
-			if !ok {
-				if len(key) > len("allocstall_") && strings.HasPrefix(string(key), "allocstall_") {
-					// A zone this table does not know: keep the kernel's name.
-					m = vmstatMetric{allocstallDesc, []string{string(key[len("allocstall_"):])}}
-				} else {
-					return nil
-				}
-			}
-			v := f.Next()
-			n, ok := procfile.ParseUint(v)
-			if !ok {
-				return fmt.Errorf("malformed vmstat: %s: %q is not a count", key, v)
-			}
-			c.values = append(c.values, vmstatValue{m, float64(n)})
-			return nil
-		})
+		var err error
+		c.values, err = c.parse(data, c.values)
+		return err
 	})
 	if err != nil {
-		return err
-	}
-	if len(c.values) == 0 {
-		return fmt.Errorf("malformed vmstat: none of the expected counters in %s", c.file.Path())
+		return fmt.Errorf("%s: %w", c.file.Path(), err)
 	}
 	for _, v := range c.values {
 		ch <- prometheus.MustNewConstMetric(v.metric.desc, prometheus.CounterValue, v.value, v.metric.labels...)
 	}
 	return nil
+}
+
+// parse picks the known counters out of vmstat's "name value" lines.
+func (c *vmstatCollector) parse(data []byte, dst []vmstatValue) ([]vmstatValue, error) {
+	values := dst[:0]
+	err := procfile.Lines(data, func(line []byte) error {
+		f := procfile.Fields{Rest: line}
+		key := f.Next()
+		m, ok := c.metrics[string(key)]
+		if !ok {
+			zone, isStall := bytes.CutPrefix(key, []byte("allocstall_"))
+			if !isStall || !isVmstatName(zone) {
+				return nil
+			}
+			// A zone this table does not know: keep the kernel's name.
+			m = vmstatMetric{allocstallDesc, []string{string(zone)}}
+		}
+		v := f.Next()
+		n, ok := procfile.ParseUint(v)
+		if !ok {
+			return fmt.Errorf("malformed vmstat: %s: %q is not a count", key, v)
+		}
+		values = append(values, vmstatValue{m, float64(n)})
+		return nil
+	})
+	if err == nil && len(values) == 0 {
+		err = errors.New("malformed vmstat: none of the expected counters")
+	}
+	return values, err
+}
+
+// isVmstatName accepts the kernel's counter-name alphabet, keeping odd bytes
+// out of label values.
+func isVmstatName(b []byte) bool {
+	if len(b) == 0 || len(b) > 32 {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *vmstatCollector) close() error { return c.file.Close() }
