@@ -1,0 +1,331 @@
+package remediate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/procfs"
+
+	"github.com/memfrag/memfrag_exporter/fragmentation"
+)
+
+// Decision is what the receiver decided for one alert and, for an accepted
+// one, what the action did. Recent returns the last few for the landing page.
+type Decision struct {
+	Time        time.Time `json:"time"`
+	Alertname   string    `json:"alertname,omitempty"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Action      string    `json:"action"` // "unknown" when the label is missing or not an action
+	NUMANode    string    `json:"numa_node,omitempty"`
+	Zone        string    `json:"zone,omitempty"`
+	Decision    string    `json:"decision"`         // "accepted" or "skipped"
+	Reason      string    `json:"reason,omitempty"` // why it was skipped
+
+	// Set for accepted alerts once the action ends; Result is "running"
+	// until then.
+	Result            string        `json:"result,omitempty"` // success, error or dry_run
+	Error             string        `json:"error,omitempty"`
+	Targets           []string      `json:"targets,omitempty"` // kernel files written, in order
+	Duration          time.Duration `json:"duration,omitempty"`
+	BeforeBytes       uint64        `json:"before_bytes,omitempty"` // free bytes in blocks >= Order
+	AfterBytes        uint64        `json:"after_bytes,omitempty"`
+	GainBytes         int64         `json:"gain_bytes,omitempty"`          // AfterBytes - BeforeBytes
+	ScoreBefore       int64         `json:"score_before,omitempty"`        // compaction score, -1 unknown
+	ScoreAfter        int64         `json:"score_after,omitempty"`         // -1 unknown
+	CacheDroppedBytes int64         `json:"cache_dropped_bytes,omitempty"` // meminfo Cached before - after
+}
+
+const (
+	decisionAccepted = "accepted"
+	decisionSkipped  = "skipped"
+	resultRunning    = "running"
+)
+
+// Sizes of the bounded histories: accepted actions are kept apart from skips
+// so that a flood of duplicates cannot push the last real action out of view.
+const (
+	recentAccepted = 25
+	recentSkipped  = 50
+	recentMax      = 50
+	dedupeSize     = 4096
+)
+
+// Receiver is the remediation webhook (POST /remediate) and the
+// prometheus.Collector of its metrics.
+type Receiver struct {
+	cfg            Config
+	logger         log.Logger
+	now            func() time.Time
+	token          *tokenStore // nil when unauthenticated on purpose
+	id             *identity
+	allowed        map[Action]bool
+	thresholdMilli int64
+	metrics        *metrics
+
+	mu       sync.Mutex
+	check    *fragmentation.Source // re-check source, used under mu only
+	keys     map[string]*keyState  // cooldown and backoff per action key
+	seen     map[string]bool       // accepted fingerprint+startsAt
+	seenFIFO []string
+	running  bool
+	closed   bool
+	accepted ring
+	skipped  ring
+
+	// Used by the single running action only (running guards it).
+	act     *fragmentation.Source
+	hpOrder int
+	scores  []fragmentation.NodeScoreOf
+	procfs  procfs.FS
+	hasFS   bool
+	syncFn  func()
+
+	inflight atomic.Int64 // kernel writes or syncs still in the kernel
+	wg       sync.WaitGroup
+	stop     context.CancelFunc
+	watchWG  sync.WaitGroup
+}
+
+// keyState is the cooldown and backoff of one action key.
+type keyState struct {
+	cooldownUntil time.Time // normal cooldown from the last start
+	backoffUntil  time.Time // later than cooldownUntil after runs that gained nothing
+	misses        int       // consecutive runs that gained nothing (or failed)
+}
+
+// New builds a Receiver. It fails when no token is configured (unless
+// AllowUnauthenticated) or the token file cannot be read.
+func New(cfg Config, logger log.Logger) (*Receiver, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("remediation config: %w", err)
+	}
+	if logger == nil {
+		logger = log.NewNopLogger()
+	}
+	r := &Receiver{
+		cfg:            cfg,
+		logger:         logger,
+		now:            cfg.Clock,
+		id:             newIdentity(cfg.NodeName, cfg.TrustLoopback),
+		allowed:        map[Action]bool{},
+		thresholdMilli: int64(math.Ceil(cfg.UnusableThreshold*1000 - 1e-9)),
+		metrics:        newMetrics(),
+		check:          fragmentation.NewSource(cfg.ProcPath),
+		act:            fragmentation.NewSource(cfg.ProcPath),
+		keys:           map[string]*keyState{},
+		seen:           map[string]bool{},
+		accepted:       ring{max: recentAccepted},
+		skipped:        ring{max: recentSkipped},
+		syncFn:         syscall.Sync,
+	}
+	for _, a := range cfg.Actions {
+		r.allowed[a] = true
+	}
+	r.hpOrder, _ = fragmentation.HugePageOrder(cfg.SysPath, cfg.PageSize)
+	if fs, err := procfs.NewFS(cfg.ProcPath); err == nil {
+		r.procfs, r.hasFS = fs, true
+	}
+	if cfg.TokenFile != "" {
+		t, err := newTokenStore(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("remediation token: %w", err)
+		}
+		r.token = t
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stop = cancel
+	if r.token != nil && cfg.TokenCheckInterval > 0 {
+		r.watchWG.Add(1)
+		go r.watchToken(ctx)
+	}
+	if _, err := r.check.Buddyinfo(); err != nil {
+		// Not fatal: the receiver fails closed per alert (recheck_failed),
+		// and the node may get /proc back (a remount) without a restart.
+		level.Warn(logger).Log("msg", "remediation cannot read buddyinfo; every alert will be skipped until it can", "err", err)
+	}
+	level.Info(logger).Log("msg", "remediation enabled", "actions", fmt.Sprint(cfg.Actions), "node_name", cfg.NodeName,
+		"dry_run", cfg.DryRun, "cooldown", cfg.Cooldown, "order", cfg.Order, "unusable_threshold", cfg.UnusableThreshold,
+		"authenticated", r.token != nil, "trust_loopback", cfg.TrustLoopback)
+	return r, nil
+}
+
+// ReloadToken re-reads the token file (main calls it on SIGHUP). On error the
+// previous token stays in force.
+func (r *Receiver) ReloadToken() error {
+	if r.token == nil {
+		return nil
+	}
+	changed, err := r.token.load()
+	if err != nil {
+		level.Error(r.logger).Log("msg", "cannot reload remediation token; keeping the previous one", "err", err)
+		return err
+	}
+	level.Info(r.logger).Log("msg", "remediation token reloaded", "changed", changed)
+	return nil
+}
+
+func (r *Receiver) watchToken(ctx context.Context) {
+	defer r.watchWG.Done()
+	t := time.NewTicker(r.cfg.TokenCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if r.token.changed() {
+				r.ReloadToken()
+			}
+		}
+	}
+}
+
+// Shutdown stops new actions and waits until the running one ends or times
+// out (its own --remediate.timeout), or ctx ends. Main calls it after the
+// HTTP server stopped.
+func (r *Receiver) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	running := r.running
+	r.mu.Unlock()
+	r.stop()
+	r.watchWG.Wait()
+	if running {
+		level.Info(r.logger).Log("msg", "waiting for the running remediation action to finish or time out", "timeout", r.cfg.Timeout)
+	}
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("remediation action still running at shutdown: %w", ctx.Err())
+	}
+	r.check.Close()
+	r.act.Close()
+	return nil
+}
+
+// Recent returns the last decisions, newest first: up to 50, of which the
+// last 25 accepted ones are always kept.
+func (r *Receiver) Recent() []Decision {
+	r.mu.Lock()
+	out := make([]Decision, 0, len(r.accepted.items)+len(r.skipped.items))
+	for _, d := range r.accepted.items {
+		c := *d
+		c.Targets = append([]string(nil), d.Targets...)
+		out = append(out, c)
+	}
+	for _, d := range r.skipped.items {
+		out = append(out, *d)
+	}
+	r.mu.Unlock()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
+	if len(out) > recentMax {
+		out = out[:recentMax]
+	}
+	return out
+}
+
+// ring keeps the last max decisions.
+type ring struct {
+	max   int
+	items []*Decision
+}
+
+func (g *ring) add(d *Decision) {
+	if len(g.items) == g.max {
+		copy(g.items, g.items[1:])
+		g.items = g.items[:g.max-1]
+	}
+	g.items = append(g.items, d)
+}
+
+// reply is the JSON body of a 200: one entry per alert, in payload order.
+type reply struct {
+	DryRun    bool            `json:"dry_run"`
+	Decisions []replyDecision `json:"decisions"`
+}
+
+type replyDecision struct {
+	Alertname   string `json:"alertname,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Action      string `json:"action"`
+	Decision    string `json:"decision"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// ServeHTTP answers POST /remediate.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	code := r.serve(w, req)
+	if c, ok := r.metrics.codes[code]; ok {
+		c.Inc()
+	}
+}
+
+func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) int {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return replyError(w, http.StatusMethodNotAllowed, "use POST")
+	}
+	// Authenticate before reading the body: strangers get nothing parsed.
+	if r.token != nil {
+		if err := r.token.check(req.Header.Get("Authorization")); err != nil {
+			level.Warn(r.logger).Log("msg", "remediation webhook refused", "remote", req.RemoteAddr, "err", err)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="memfrag_exporter remediation"`)
+			return replyError(w, http.StatusUnauthorized, err.Error())
+		}
+	}
+	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return replyError(w, http.StatusUnsupportedMediaType, "want Content-Type: application/json")
+	}
+	if req.ContentLength > r.cfg.MaxBodyBytes {
+		return replyError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", r.cfg.MaxBodyBytes))
+	}
+	// The server's ReadHeaderTimeout stops slow headers; this stops a slow
+	// body (ErrNotSupported outside a real server is fine to ignore).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(r.cfg.BodyTimeout))
+	data, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return replyError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", r.cfg.MaxBodyBytes))
+		}
+		return replyError(w, http.StatusRequestTimeout, "reading body: "+err.Error())
+	}
+	alerts, err := decodeMessage(data)
+	if err != nil {
+		level.Warn(r.logger).Log("msg", "remediation webhook payload rejected", "remote", req.RemoteAddr, "err", err)
+		return replyError(w, http.StatusBadRequest, err.Error())
+	}
+	decisions := r.decideAll(alerts)
+	rep := reply{DryRun: r.cfg.DryRun, Decisions: make([]replyDecision, len(decisions))}
+	for i, d := range decisions {
+		rep.Decisions[i] = replyDecision{Alertname: d.Alertname, Fingerprint: d.Fingerprint, Action: d.Action, Decision: d.Decision, Reason: d.Reason}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	json.NewEncoder(w).Encode(rep)
+	return http.StatusOK
+}
+
+func replyError(w http.ResponseWriter, code int, msg string) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+	}{msg})
+	return code
+}
