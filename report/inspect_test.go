@@ -90,7 +90,9 @@ func TestInspectJSONVerdicts(t *testing.T) {
 				Zone               string
 				Verdict            string
 				FragmentationIndex float64 `json:"fragmentation_index"`
-				Orders             []struct{ FreeBlocks uint64 `json:"free_blocks"` }
+				Orders             []struct {
+					FreeBlocks uint64 `json:"free_blocks"`
+				}
 			}
 		}
 	}
