@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ import (
 	slgk "github.com/tjhop/slog-gokit"
 
 	"github.com/memfrag/memfrag_exporter/collector"
+	"github.com/memfrag/memfrag_exporter/remediate"
 	"github.com/memfrag/memfrag_exporter/report"
 )
 
@@ -69,6 +71,22 @@ func run(args []string) int {
 	kmsgPath := app.Flag("collector.kmsg.path", "Kernel log device the kmsg collector reads allocation failures from.").Default(collector.DefaultKmsgPath).String()
 
 	// --- remediation flags (issue 3) ---
+	hostname, _ := os.Hostname()
+	remEnable := app.Flag("remediate.enable", "Serve POST /remediate: an Alertmanager webhook that cures fragmentation on this node (drop_caches, compaction) when an alert for this node asks. Off by default; when off the path does not exist.").Bool()
+	remTokenFile := app.Flag("remediate.token-file", "File holding the bearer token Alertmanager must send (Authorization: Bearer <token>). Re-read on SIGHUP and when the file changes. Required unless --remediate.allow-unauthenticated.").String()
+	remAllowUnauth := app.Flag("remediate.allow-unauthenticated", "Serve /remediate without a token, on purpose: --web.config.file (basic auth, client certificates) or the network protects it.").Bool()
+	remActions := app.Flag("remediate.actions", "Comma-separated allowlist of the actions alerts may ask for (label remediate): drop_caches, compact, drop_caches_then_compact.").Default("drop_caches,compact,drop_caches_then_compact").String()
+	remNodeName := app.Flag("remediate.node-name", "Name this node answers to in an alert's node label (in Kubernetes, the downward-API spec.nodeName); also accepted as the host part of instance.").Default(hostname).String()
+	remTrustLoopback := app.Flag("remediate.trust-loopback-instance", "Count an instance label naming localhost or a loopback address (127.0.0.1:19710) as this host. For single-host setups only: in a fleet a loopback address names no host in particular.").Bool()
+	remCooldown := app.Flag("remediate.cooldown", "Minimum time between two runs of the same action (per NUMA node for node compaction). An action that gained nothing waits twice as long each time, up to 16 cooldowns.").Default(remediate.DefaultCooldown.String()).Duration()
+	remDryRun := app.Flag("remediate.dry-run", "Decide, log and count every remediation, but write nothing.").Bool()
+	remDropLevel := app.Flag("remediate.drop-caches-level", "Value written to /proc/sys/vm/drop_caches: 1 page cache, 2 dentries and inodes, 3 both.").Default(strconv.Itoa(remediate.DefaultDropCachesLevel)).Int()
+	remSync := app.Flag("remediate.sync", "Run sync(2) before drop_caches, so that dirty pages can be dropped too.").Default("true").Bool()
+	remSyncTimeout := app.Flag("remediate.sync-timeout", "How long to wait for sync(2); when it takes longer the action stops before dropping caches.").Default(remediate.DefaultSyncTimeout.String()).Duration()
+	remTimeout := app.Flag("remediate.timeout", "Upper bound on one action, measurements included; shutdown waits for it.").Default(remediate.DefaultTimeout.String()).Duration()
+	remOrder := app.Flag("remediate.order", "Allocation order of the re-check before acting and of the gain measured after (keep equal to the alert rules').").Default(strconv.Itoa(remediate.DefaultOrder)).Int()
+	remThreshold := app.Flag("remediate.unusable-threshold", "Act only while some zone (other than DMA, or the zone the alert names) has an unusable free index at --remediate.order of at least this (keep equal to the alert rules').").Default(strconv.FormatFloat(remediate.DefaultUnusableThreshold, 'g', -1, 64)).Float64()
+	remMaxBody := app.Flag("remediate.max-body-bytes", "Largest webhook body accepted; larger ones are answered 413.").Default(strconv.Itoa(remediate.DefaultMaxBodyBytes)).Int64()
 
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
 	// --- inspect command (issue 7) ---
@@ -118,6 +136,45 @@ func run(args []string) int {
 	}
 
 	// --- remediation wiring (issue 3) ---
+	// remediation serves POST /remediate; nil unless --remediate.enable.
+	var remediation *remediate.Receiver
+	if *remEnable {
+		actions, err := remediate.ParseActions(strings.Split(*remActions, ","))
+		if err != nil {
+			level.Error(logger).Log("msg", "bad --remediate.actions", "err", err)
+			return 1
+		}
+		remediation, err = remediate.New(remediate.Config{
+			ProcPath: *procPath, SysPath: *sysPath,
+			TokenFile: *remTokenFile, AllowUnauthenticated: *remAllowUnauth,
+			Actions: actions, NodeName: *remNodeName, TrustLoopback: *remTrustLoopback,
+			Cooldown: *remCooldown, DryRun: *remDryRun,
+			DropCachesLevel: *remDropLevel, Sync: *remSync, SyncTimeout: *remSyncTimeout, Timeout: *remTimeout,
+			Order: *remOrder, UnusableThreshold: *remThreshold, MaxBodyBytes: *remMaxBody,
+		}, log.With(logger, "component", "remediate"))
+		if err != nil {
+			level.Error(logger).Log("msg", "cannot set up remediation", "err", err)
+			return 1
+		}
+		registry.MustRegister(remediation)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				remediation.ReloadToken()
+			}
+		}()
+		// Deferred, so it runs after server.Shutdown: no webhook arrives any
+		// more, and the running action finishes or hits its timeout.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), *remTimeout+5*time.Second)
+			defer cancel()
+			if err := remediation.Shutdown(ctx); err != nil {
+				level.Error(logger).Log("msg", "remediation shutdown incomplete", "err", err)
+			}
+		}()
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle(*metricsPath, promhttp.HandlerFor(registry, promhttp.HandlerOpts{

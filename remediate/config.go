@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
@@ -189,6 +190,7 @@ func (c *Config) validate() error {
 func ParseActions(list []string) ([]Action, error) {
 	var out []Action
 	for _, s := range list {
+		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
 		}
