@@ -38,12 +38,12 @@ type Config struct {
 
 // PagetypeinfoConfig configures the opt-in pagetypeinfo collector.
 type PagetypeinfoConfig struct {
-	MinInterval time.Duration // serve the cached result when read more often
+	MinInterval time.Duration // serve the cached result when read more often; 0 reads on every scrape
 }
 
 // KmsgConfig configures the allocation-failure collector.
 type KmsgConfig struct {
-	Path string // the kernel log device, normally /dev/kmsg
+	Path string // the kernel log device; empty means DefaultKmsgPath (/dev/kmsg)
 }
 
 // A source is one kernel source: update reads it and emits its metrics.
@@ -70,6 +70,8 @@ var factories = []factory{
 	{"compaction", true, "the kernel's proactive-compaction score and thresholds", newCompaction},
 	{"vmstat", true, "compaction, THP fallback, allocation stall and drop_caches counters (/proc/vmstat)", newVmstat},
 	{"sysctl", true, "vm.* sysctls and THP modes that govern fragmentation", newSysctl},
+	{"pagetypeinfo", false, "free blocks and pageblocks by migrate type (/proc/pagetypeinfo; root only, holds the zone lock while read, so read at most once per --collector.pagetypeinfo.min-interval)", newPagetypeinfo},
+	{"kmsg", false, "page allocation failures by order from the kernel log (/dev/kmsg; needs root or CAP_SYSLOG and the device in the container)", newKmsg},
 }
 
 // Info describes a collector for flag registration.
