@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -20,16 +19,21 @@ import (
 // it. The receiver's own type stays in its package; main adapts it.
 type Remediation struct {
 	Time     time.Time
+	Alert    string // alert name
 	Action   string // drop_caches, compact, drop_caches_then_compact
-	Decision string // what was decided: ran, dry run, skipped, failed, ...
-	Reason   string // why, for a skip or a failure; may be empty
-	Node     string // NUMA node the action was narrowed to; empty for all
-	Measured bool   // GainBytes and ScoreDelta hold a before/after measure
-	// GainBytes is the change of free bytes in blocks of the check order or
-	// larger; ScoreDelta the change of the compaction score (negative is
-	// better).
-	GainBytes  int64
-	ScoreDelta int64
+	Node     string // NUMA node the alert named; empty for all
+	Zone     string // zone the alert named; empty for any
+	Decision string // accepted or skipped
+	Result   string // for accepted: running, success, error or dry_run
+	Reason   string // why it was skipped, or the error
+	// Measured says GainBytes holds a before/after measure: the change of
+	// free bytes in blocks of the check order or larger.
+	Measured  bool
+	GainBytes int64
+	// HasScoreDelta says ScoreDelta holds the change of the compaction
+	// score (negative is better).
+	HasScoreDelta bool
+	ScoreDelta    int64
 }
 
 // PageConfig configures the landing page.
@@ -123,17 +127,11 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	orderParam, hasOrder := q.Get("order"), q.Has("order")
 
-	buf, _ := p.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
+	bp, _ := p.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
 	}
-	defer func() {
-		if buf.Cap() <= 1<<20 { // don't keep a freak page's buffer forever
-			buf.Reset()
-			p.bufs.Put(buf)
-		}
-	}()
-	buf.Write(p.head)
+	b := append((*bp)[:0], p.head...)
 	s, err := p.cfg.Reader.Read()
 	if err == nil && hasOrder {
 		n, perr := strconv.Atoi(orderParam)
@@ -149,14 +147,20 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The rest of the page (links to /metrics) still works; say what
 		// is missing instead of failing the whole page.
-		fmt.Fprintf(buf, `<section id="fragmentation"><p class="error" role="alert">Cannot read the machine's free memory: %s</p></section>`, html.EscapeString(err.Error()))
+		b = fmt.Appendf(b, `<section id="fragmentation"><p class="error" role="alert">Cannot read the machine's free memory: %s</p></section>`, html.EscapeString(err.Error()))
 	} else {
 		if p.cfg.Recent != nil {
 			opts.Remediations, opts.ShowRemediations = p.cfg.Recent(), true
 		}
-		RenderHTML(buf, s, opts)
+		b = AppendHTML(b, s, opts)
 	}
-	buf.Write(p.tail)
+	b = append(b, p.tail...)
+	defer func() {
+		if cap(b) <= 1<<20 { // don't keep a freak page's buffer forever
+			*bp = b
+			p.bufs.Put(bp)
+		}
+	}()
 
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -167,9 +171,9 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// "Refresh" header).
 		h.Set("Refresh", strconv.Itoa(opts.Refresh))
 	}
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	if r.Method == http.MethodHead {
 		return
 	}
-	io.Copy(w, buf)
+	w.Write(b)
 }

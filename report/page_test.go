@@ -347,8 +347,9 @@ func TestPageRemediations(t *testing.T) {
 		t.Fatalf("empty remediation section: %v", sec)
 	}
 	list = []Remediation{
-		{Time: fixedNow, Action: "drop_caches_then_compact", Decision: "ran", Measured: true, GainBytes: 512 << 20, ScoreDelta: -40},
-		{Time: fixedNow.Add(-time.Hour), Action: "compact", Decision: "skipped", Reason: "cooldown <30m>", Node: "1"},
+		{Time: fixedNow, Alert: "MemoryFragmented", Action: "drop_caches_then_compact", Decision: "accepted", Result: "success",
+			Measured: true, GainBytes: 512 << 20, HasScoreDelta: true, ScoreDelta: -40},
+		{Time: fixedNow.Add(-time.Hour), Alert: "MemoryFragmented", Action: "compact", Node: "1", Zone: "Normal", Decision: "skipped", Reason: "cooldown <30m>"},
 	}
 	root = parseReport(t, liveOf(t, p, get(t, p, http.MethodGet, "/").Body.Bytes()))
 	rows := root.all(tagClass("tr", ""))
@@ -356,10 +357,13 @@ func TestPageRemediations(t *testing.T) {
 		t.Fatalf("%d table rows, want header + 2", len(rows))
 	}
 	for i, want := range [][]string{
-		{"2026-11-28T08:00:00Z", "drop_caches_then_compact", "all", "ran", "", "+512 MiB", "-40"},
-		{"2026-11-28T07:00:00Z", "compact", "1", "skipped", "cooldown <30m>", "—", "—"},
+		{"2026-11-28T08:00:00Z", "MemoryFragmented", "drop_caches_then_compact", "all nodes", "accepted", "success", "", "+512 MiB", "-40"},
+		{"2026-11-28T07:00:00Z", "MemoryFragmented", "compact", "node 1 zone Normal", "skipped", "", "cooldown <30m>", "—", "—"},
 	} {
 		cells := rows[i+1].all(tagClass("td", ""))
+		if len(cells) != len(want) {
+			t.Fatalf("row %d has %d cells, want %d", i, len(cells), len(want))
+		}
 		for j, c := range cells {
 			if c.text() != want[j] {
 				t.Errorf("row %d cell %d: %q, want %q", i, j, c.text(), want[j])
@@ -434,13 +438,12 @@ func benchSnapshot(b *testing.B, fixture string) *Snapshot {
 // machine (the seed's), without reading.
 func BenchmarkRenderHTML(b *testing.B) {
 	s := benchSnapshot(b, "seed-before")
-	var buf bytes.Buffer
+	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		buf.Reset()
-		RenderHTML(&buf, s, RenderOptions{Order: 4, Now: fixedNow})
+		buf = AppendHTML(buf[:0], s, RenderOptions{Order: 4, Now: fixedNow})
 	}
-	b.ReportMetric(float64(buf.Len()), "bytes/page")
+	b.ReportMetric(float64(len(buf)), "bytes/page")
 }
 
 // BenchmarkPage: a whole request: read the fixture files, render, write.

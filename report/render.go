@@ -75,28 +75,58 @@ const (
 // RenderHTML writes the live report: a verdict line for the machine, then
 // per NUMA node its compaction score and per zone the verdicts and charts,
 // then the latest remediations. Every string from the kernel is escaped.
-func RenderHTML(w io.Writer, s *Snapshot, o RenderOptions) {
-	r := &renderer{w: w, s: s, o: o}
-	r.page()
+func RenderHTML(w io.Writer, s *Snapshot, o RenderOptions) error {
+	_, err := w.Write(AppendHTML(nil, s, o))
+	return err
 }
 
-type renderer struct {
-	w    io.Writer
-	s    *Snapshot
-	o    RenderOptions
-	zone int // running number for element ids
-}
-
-func (r *renderer) printf(format string, args ...any) { fmt.Fprintf(r.w, format, args...) }
-func (r *renderer) str(s string)                      { io.WriteString(r.w, s) }
-
-// orders are the orders the page judges: the chosen one and the huge-page
-// order, when the kernel has it.
-func (r *renderer) orders() []int {
-	if r.s.ScoreOrder != r.o.Order && r.s.ScoreOrder < r.s.Orders {
-		return []int{r.o.Order, r.s.ScoreOrder}
+// AppendHTML is RenderHTML appending to dst, for callers that reuse a
+// buffer.
+func AppendHTML(dst []byte, s *Snapshot, o RenderOptions) []byte {
+	r := &renderer{b: dst, s: s, o: o, judge: []int{o.Order}}
+	if s.ScoreOrder != o.Order && s.ScoreOrder < s.Orders {
+		r.judge = append(r.judge, s.ScoreOrder)
 	}
-	return []int{r.o.Order}
+	r.page()
+	return r.b
+}
+
+// renderer appends the report to b. The per-bar loops use the append
+// primitives below rather than fmt: a page has hundreds of elements, and
+// fmt's boxing of every number made rendering several times slower.
+type renderer struct {
+	b     []byte
+	s     *Snapshot
+	o     RenderOptions
+	zone  int   // running number for element ids
+	judge []int // the orders judged: the chosen one, then the huge-page order
+}
+
+func (r *renderer) printf(format string, args ...any) { r.b = fmt.Appendf(r.b, format, args...) }
+func (r *renderer) str(s string)                      { r.b = append(r.b, s...) }
+func (r *renderer) int(v int)                         { r.b = strconv.AppendInt(r.b, int64(v), 10) }
+func (r *renderer) uint(v uint64)                     { r.b = strconv.AppendUint(r.b, v, 10) }
+func (r *renderer) fix1(v float64)                    { r.b = strconv.AppendFloat(r.b, v, 'f', 1, 64) }
+func (r *renderer) index(v int64)                     { r.b = appendThousandths(r.b, v) }
+
+// esc appends s escaped for HTML text and attribute values.
+func (r *renderer) esc(s string) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '<':
+			r.str("&lt;")
+		case '>':
+			r.str("&gt;")
+		case '&':
+			r.str("&amp;")
+		case '"':
+			r.str("&#34;")
+		case '\'':
+			r.str("&#39;")
+		default:
+			r.b = append(r.b, c)
+		}
+	}
 }
 
 func (r *renderer) page() {
@@ -106,7 +136,7 @@ func (r *renderer) page() {
 		r.printf(`<p class="notice" role="status">%s</p>`, html.EscapeString(r.o.Notice))
 	}
 	r.str(`<h2 class="summary">`)
-	for i, ord := range r.orders() {
+	for i, ord := range r.judge {
 		if i > 0 {
 			r.str("<br/>")
 		}
@@ -190,7 +220,7 @@ func (r *renderer) zoneBlock(z *Zone) {
 		r.str(` <small>(not counted in the machine's verdict)</small>`)
 	}
 	r.str(`</h4>`)
-	for _, ord := range r.orders() {
+	for _, ord := range r.judge {
 		v := z.Verdict(ord)
 		r.printf(`<p class="verdict" data-order="%d" data-verdict="%s">%s allocations: %s — %s</p>`,
 			ord, v.Key(), html.EscapeString(s.OrderName(ord)), badge(v), html.EscapeString(s.Explain(z, ord)))
@@ -223,13 +253,26 @@ func (r *renderer) xAxis(z *Zone) {
 	for k := range n {
 		x := float64(marginLeft) + slot*(float64(k)+0.5)
 		cls := "tick"
-		for _, o := range r.orders() {
+		for _, o := range r.judge {
 			if o == k {
 				cls = "tick focus"
 			}
 		}
-		r.printf(`<text class="%s" x="%.1f" y="%d" text-anchor="middle">%d</text>`, cls, x, base+14, k)
-		r.printf(`<text class="tick" x="%.1f" y="%d" text-anchor="middle" font-size="8">%s</text>`, x, base+25, shortBytes(r.s.PageSize<<k))
+		r.str(`<text class="`)
+		r.str(cls)
+		r.str(`" x="`)
+		r.fix1(x)
+		r.str(`" y="`)
+		r.int(base + 14)
+		r.str(`" text-anchor="middle">`)
+		r.int(k)
+		r.str(`</text><text class="tick" x="`)
+		r.fix1(x)
+		r.str(`" y="`)
+		r.int(base + 25)
+		r.str(`" text-anchor="middle" font-size="8">`)
+		r.b = appendShortBytes(r.b, r.s.PageSize<<k)
+		r.str(`</text>`)
 	}
 	r.printf(`<text class="axis-title" x="%d" y="%d" text-anchor="middle">block order (block size)</text>`, marginLeft+plotW/2, chartH-6)
 }
@@ -274,9 +317,9 @@ func (r *renderer) freeChart(z *Zone) {
 	hi = lo + step*math.Max(1, math.Ceil((hi-lo)/step))
 	yOf := func(e float64) float64 { return float64(marginTop+plotH) - (e-lo)/(hi-lo)*plotH }
 	for e := lo; e <= hi+1e-9; e += step {
-		y := yOf(e)
-		r.printf(`<line class="grid" x1="%d" y1="%.1f" x2="%d" y2="%.1f"/>`, marginLeft, y, marginLeft+plotW, y)
-		r.printf(`<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>`, marginLeft-4, y+4, formatBytes(uint64(1)<<uint(e)))
+		r.gridLine(yOf(e))
+		r.b = appendBytes(r.b, uint64(1)<<uint(e))
+		r.str(`</text>`)
 	}
 	r.yTitle("free bytes (log scale)")
 
@@ -289,14 +332,31 @@ func (r *renderer) freeChart(z *Zone) {
 		if k < ord {
 			cls, colour = "small", colourSmall
 		}
-		label := fmt.Sprintf("order %d (%s blocks): %d free, %s", k, formatBytes(s.PageSize<<k), n, formatBytes(b))
 		top := float64(marginTop + plotH)
 		if b > 0 {
 			top = math.Min(yOf(math.Log2(float64(b))), float64(marginTop+plotH)-2) // one page still shows
 		}
-		r.printf(`<rect class="bar %s" data-order="%d" data-free-blocks="%d" data-free-bytes="%d" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`,
-			cls, k, n, b, x, top, barW, float64(marginTop+plotH)-top, colour, label)
-		r.printf(`<text class="value" x="%.1f" y="%.1f" text-anchor="middle">%d</text>`, x+barW/2, top-3, n)
+		r.str(`<rect class="bar `)
+		r.str(cls)
+		r.str(`" data-order="`)
+		r.int(k)
+		r.str(`" data-free-blocks="`)
+		r.uint(n)
+		r.str(`" data-free-bytes="`)
+		r.uint(b)
+		r.bar(x, top, barW, colour)
+		r.str(`order `)
+		r.int(k)
+		r.str(` (`)
+		r.b = appendBytes(r.b, s.PageSize<<k)
+		r.str(` blocks): `)
+		r.uint(n)
+		r.str(` free, `)
+		r.b = appendBytes(r.b, b)
+		r.str(`</title></rect>`)
+		r.value(x+barW/2, top)
+		r.uint(n)
+		r.str(`</text>`)
 	}
 	r.xAxis(z)
 	r.str(`</svg>`)
@@ -309,10 +369,11 @@ func (r *renderer) unusableChart(z *Zone) {
 		"Share of free memory in blocks too small for an allocation of each order (0 to 1); at or above the dashed line 0.9 the order is at risk.", z)
 	r.legend([2]string{colourUsable, "below 0.9"}, [2]string{colourBad, "0.9 or more: at risk"})
 	yOf := func(v float64) float64 { return float64(marginTop+plotH) - v*plotH }
-	for _, v := range []float64{0, 0.25, 0.5, 0.75, 1} {
-		y := yOf(v)
-		r.printf(`<line class="grid" x1="%d" y1="%.1f" x2="%d" y2="%.1f"/>`, marginLeft, y, marginLeft+plotW, y)
-		r.printf(`<text class="tick" x="%d" y="%.1f" text-anchor="end">%.2f</text>`, marginLeft-4, y+4, v)
+	for _, v := range []string{"0.00", "0.25", "0.50", "0.75", "1.00"} {
+		f, _ := strconv.ParseFloat(v, 64)
+		r.gridLine(yOf(f))
+		r.str(v)
+		r.str(`</text>`)
 	}
 	r.yTitle("unusable free index")
 	slot := float64(plotW) / float64(len(z.Free))
@@ -325,9 +386,24 @@ func (r *renderer) unusableChart(z *Zone) {
 			cls, colour = "at-risk", colourBad
 		}
 		top := yOf(float64(u) / 1000)
-		r.printf(`<rect class="bar %s" data-order="%d" data-unusable-index="%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>order %d: unusable free index %s (%s of free memory is in smaller blocks)</title></rect>`,
-			cls, k, thousandths(u), x, top, barW, float64(marginTop+plotH)-top, colour, k, thousandths(u), percent(u))
-		r.printf(`<text class="value" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+barW/2, top-3, thousandths(u))
+		r.str(`<rect class="bar `)
+		r.str(cls)
+		r.str(`" data-order="`)
+		r.int(k)
+		r.str(`" data-unusable-index="`)
+		r.index(u)
+		r.bar(x, top, barW, colour)
+		r.str(`order `)
+		r.int(k)
+		r.str(`: unusable free index `)
+		r.index(u)
+		r.str(` (`)
+		r.b = strconv.AppendInt(r.b, u/10, 10)
+		r.b = append(r.b, '.', byte('0'+u%10))
+		r.str(`% of free memory is in smaller blocks)</title></rect>`)
+		r.value(x+barW/2, top)
+		r.index(u)
+		r.str(`</text>`)
 	}
 	y := yOf(float64(AtRiskUnusable) / 1000)
 	r.printf(`<line class="threshold" x1="%d" y1="%.1f" x2="%d" y2="%.1f"><title>at risk from 0.9</title></line>`, marginLeft, y, marginLeft+plotW, y)
@@ -397,21 +473,70 @@ func (r *renderer) remediations() {
 		r.str(`<p>None since the exporter started.</p></section>`)
 		return
 	}
-	r.str(`<table class="remediations"><thead><tr><th>time</th><th>action</th><th>NUMA node</th><th>decision</th><th>reason</th><th>gain (free bytes in blocks ≥ order)</th><th>score change</th></tr></thead><tbody>`)
+	r.str(`<table class="remediations"><thead><tr><th>time</th><th>alert</th><th>action</th><th>where</th><th>decision</th><th>result</th><th>reason</th><th>gain (free bytes in blocks ≥ order)</th><th>score change</th></tr></thead><tbody>`)
 	for _, m := range r.o.Remediations {
-		node := m.Node
-		if node == "" {
-			node = "all"
+		where := "node " + m.Node
+		if m.Node == "" {
+			where = "all nodes"
+		}
+		if m.Zone != "" {
+			where += " zone " + m.Zone
 		}
 		gain, delta := "—", "—"
 		if m.Measured {
-			gain, delta = signedBytes(m.GainBytes), fmt.Sprintf("%+d", m.ScoreDelta)
+			gain = signedBytes(m.GainBytes)
 		}
-		r.printf(`<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`,
-			m.Time.UTC().Format(time.RFC3339), html.EscapeString(m.Action), html.EscapeString(node),
-			html.EscapeString(m.Decision), html.EscapeString(m.Reason), gain, delta)
+		if m.HasScoreDelta {
+			delta = fmt.Sprintf("%+d", m.ScoreDelta)
+		}
+		r.printf(`<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`,
+			m.Time.UTC().Format(time.RFC3339), html.EscapeString(m.Alert), html.EscapeString(m.Action), html.EscapeString(where),
+			html.EscapeString(m.Decision), html.EscapeString(m.Result), html.EscapeString(m.Reason), gain, delta)
 	}
 	r.str(`</tbody></table></section>`)
+}
+
+// bar closes a bar's data attributes with its geometry and opens its
+// tooltip title.
+func (r *renderer) bar(x, top, width float64, colour string) {
+	r.str(`" x="`)
+	r.fix1(x)
+	r.str(`" y="`)
+	r.fix1(top)
+	r.str(`" width="`)
+	r.fix1(width)
+	r.str(`" height="`)
+	r.fix1(float64(marginTop+plotH) - top)
+	r.str(`" fill="`)
+	r.str(colour)
+	r.str(`"><title>`)
+}
+
+// gridLine draws a horizontal grid line across the plot at y and opens its
+// tick label on the left.
+func (r *renderer) gridLine(y float64) {
+	r.str(`<line class="grid" x1="`)
+	r.int(marginLeft)
+	r.str(`" y1="`)
+	r.fix1(y)
+	r.str(`" x2="`)
+	r.int(marginLeft + plotW)
+	r.str(`" y2="`)
+	r.fix1(y)
+	r.str(`"/><text class="tick" x="`)
+	r.int(marginLeft - 4)
+	r.str(`" y="`)
+	r.fix1(y + 4)
+	r.str(`" text-anchor="end">`)
+}
+
+// value opens a value label centred above a bar.
+func (r *renderer) value(x, top float64) {
+	r.str(`<text class="value" x="`)
+	r.fix1(x)
+	r.str(`" y="`)
+	r.fix1(top - 3)
+	r.str(`" text-anchor="middle">`)
 }
 
 func signedBytes(b int64) string {
@@ -421,17 +546,18 @@ func signedBytes(b int64) string {
 	return "+" + formatBytes(uint64(b))
 }
 
-// shortBytes prints a block size compactly for an axis: 4K, 2M. Block
-// sizes are powers of two, so the divisions are exact.
-func shortBytes(b uint64) string {
+// appendShortBytes prints a block size compactly for an axis: 4K, 2M.
+// Block sizes are powers of two, so the divisions are exact.
+func appendShortBytes(dst []byte, b uint64) []byte {
 	const units = "KMGTPE"
 	u := -1
 	for b >= 1024 && u < len(units)-1 {
 		b /= 1024
 		u++
 	}
-	if u < 0 {
-		return strconv.FormatUint(b, 10)
+	dst = strconv.AppendUint(dst, b, 10)
+	if u >= 0 {
+		dst = append(dst, units[u])
 	}
-	return strconv.FormatUint(b, 10) + string(units[u])
+	return dst
 }

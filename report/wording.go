@@ -76,11 +76,17 @@ func (s *Snapshot) LargestSentence(z *Zone) string {
 // thousandths prints a kernel index kept in thousandths as the kernel's
 // debugfs does: three decimals.
 func thousandths(v int64) string {
-	sign := ""
+	var b [24]byte
+	return string(appendThousandths(b[:0], v))
+}
+
+func appendThousandths(dst []byte, v int64) []byte {
 	if v < 0 {
-		sign, v = "-", -v
+		dst, v = append(dst, '-'), -v
 	}
-	return fmt.Sprintf("%s%d.%03d", sign, v/1000, v%1000)
+	dst = strconv.AppendInt(dst, v/1000, 10)
+	f := v % 1000
+	return append(dst, '.', byte('0'+f/100), byte('0'+f/10%10), byte('0'+f%10))
 }
 
 // percent prints thousandths as a percentage with one decimal.
@@ -90,9 +96,14 @@ func percent(v int64) string {
 
 // formatBytes prints a byte count in IEC units with at most one decimal.
 func formatBytes(b uint64) string {
+	var buf [24]byte
+	return string(appendBytes(buf[:0], b))
+}
+
+func appendBytes(dst []byte, b uint64) []byte {
 	const units = "KMGTPE"
 	if b < 1024 {
-		return strconv.FormatUint(b, 10) + " B"
+		return append(strconv.AppendUint(dst, b, 10), " B"...)
 	}
 	u, div := 0, uint64(1024)
 	for b/div >= 1024 && u < len(units)-1 {
@@ -101,10 +112,11 @@ func formatBytes(b uint64) string {
 	// Tenths of the unit, rounded; in two steps so b*10 cannot overflow.
 	tenths := b/div*10 + (b%div*10+div/2)/div
 	if tenths >= 10240 && u < len(units)-1 { // 1023.96 MiB reads 1 GiB
-		u, div, tenths = u+1, div*1024, (tenths+512)/1024
+		u, tenths = u+1, (tenths+512)/1024
 	}
-	if tenths%10 == 0 {
-		return fmt.Sprintf("%d %ciB", tenths/10, units[u])
+	dst = strconv.AppendUint(dst, tenths/10, 10)
+	if tenths%10 != 0 {
+		dst = append(dst, '.', byte('0'+tenths%10))
 	}
-	return fmt.Sprintf("%d.%d %ciB", tenths/10, tenths%10, units[u])
+	return append(dst, ' ', units[u], 'i', 'B')
 }

@@ -34,7 +34,7 @@ func TestThousandths(t *testing.T) {
 
 func TestShortBytes(t *testing.T) {
 	for in, want := range map[uint64]string{512: "512", 4096: "4K", 2 << 20: "2M", 64 << 10: "64K", 1 << 30: "1G"} {
-		if got := shortBytes(in); got != want {
+		if got := string(appendShortBytes(nil, in)); got != want {
 			t.Errorf("shortBytes(%d) = %q, want %q", in, got, want)
 		}
 	}
