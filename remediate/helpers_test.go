@@ -175,7 +175,7 @@ func payload(alerts ...map[string]string) string {
 		Receiver        string            `json:"receiver"`
 		GroupLabels     map[string]string `json:"groupLabels"`
 		Alerts          []al              `json:"alerts"`
-	}{Version: "4", GroupKey: "{}:{}", Status: "firing", Receiver: "memfrag", GroupLabels: map[string]string{}}
+	}{Version: "4", GroupKey: "{}:{}", Status: "firing", Receiver: "memfrag", GroupLabels: map[string]string{}, Alerts: []al{}}
 	for _, l := range alerts {
 		a := al{Status: "firing", Labels: map[string]string{}, StartsAt: "2026-03-01T11:00:00Z", EndsAt: "0001-01-01T00:00:00Z"}
 		for k, v := range l {

@@ -218,8 +218,8 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// Recent returns the last decisions, newest first: up to 50, of which the
-// last 25 accepted ones are always kept.
+// Recent returns the last decisions, newest first: the last 25 accepted
+// ones, and the last skipped ones up to 50 in all.
 func (r *Receiver) Recent() []Decision {
 	r.mu.Lock()
 	out := make([]Decision, 0, len(r.accepted.items)+len(r.skipped.items))
@@ -228,14 +228,15 @@ func (r *Receiver) Recent() []Decision {
 		c.Targets = append([]string(nil), d.Targets...)
 		out = append(out, c)
 	}
-	for _, d := range r.skipped.items {
+	skipped := r.skipped.items
+	if room := recentMax - len(out); len(skipped) > room {
+		skipped = skipped[len(skipped)-room:]
+	}
+	for _, d := range skipped {
 		out = append(out, *d)
 	}
 	r.mu.Unlock()
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
-	if len(out) > recentMax {
-		out = out[:recentMax]
-	}
 	return out
 }
 
