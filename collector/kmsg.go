@@ -116,6 +116,9 @@ func newKmsgWith(path string, logger log.Logger, opts kmsgOptions) *kmsgCollecto
 
 func (c *kmsgCollector) startLocked() error {
 	f, err := os.Open(c.path)
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("opening the kernel log: %w (needs root, or CAP_SYSLOG when kernel.dmesg_restrict=1)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("opening the kernel log: %w", err)
 	}
@@ -380,7 +383,8 @@ func matchAllocFailure(text []byte) (order int, comm []byte, ok bool) {
 	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 		j++
 	}
-	if j == 0 || j > 2 || (j < len(rest) && rest[j] != ',') {
+	// The kernel prints the order with %d/%u: no sign, no leading zero.
+	if j == 0 || j > 2 || (j == 2 && rest[0] == '0') || (j < len(rest) && rest[j] != ',') {
 		return 0, nil, false
 	}
 	n, _ := procfile.ParseUint(rest[:j])

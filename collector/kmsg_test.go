@@ -42,6 +42,7 @@ func TestMatchAllocFailure(t *testing.T) {
 		{"x: page allocation failure: order:123, mode:0x20", 0, "", false},
 		{"x: page allocation failure: order:-1, mode:0x20", 0, "", false},
 		{"x: page allocation failure: order:4x", 0, "", false},
+		{"x: page allocation failure: order:01, mode:0x20", 0, "", false}, // the kernel prints no leading zero
 		{"x: page allocation failure; order:4", 0, "", false},
 		{"x: page allocation failure:order:4", 0, "", false},
 		{"x: page allocation failure", 0, "", false},

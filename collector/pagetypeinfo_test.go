@@ -467,3 +467,27 @@ func (c singleSource) Collect(ch chan<- prometheus.Metric) {
 	var s scrape
 	_ = c.s.update(&s, ch)
 }
+
+// BenchmarkPagetypeinfoLive reads and parses the running kernel's file: the
+// cost a scrape pays when the cache has expired, most of it in the kernel.
+func BenchmarkPagetypeinfoLive(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("/proc/pagetypeinfo is readable by root only")
+	}
+	src, err := newPagetypeinfo(Config{ProcPath: "/proc"}, log.NewNopLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := src.(*pagetypeinfoCollector)
+	defer c.close()
+	ch := make(chan prometheus.Metric, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.update(nil, ch); err != nil {
+			b.Fatal(err)
+		}
+		for len(ch) > 0 {
+			<-ch
+		}
+	}
+}
