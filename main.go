@@ -209,6 +209,7 @@ func run(args []string) int {
 			},
 			Reader: pageReader,
 			Order:  4,
+			Recent: pageRemediations(remediation),
 		})
 		if err != nil {
 			level.Error(logger).Log("msg", "cannot build landing page", "err", err)
@@ -216,6 +217,7 @@ func run(args []string) int {
 		}
 		mux.Handle("/", landing)
 	}
+	// (pageRemediations, at the end of this file, belongs to this block.)
 
 	server := &http.Server{
 		Handler:           mux,
@@ -278,4 +280,34 @@ type stdlogAdapter struct{ logger log.Logger }
 
 func (a stdlogAdapter) Println(v ...any) {
 	level.Error(a.logger).Log("msg", fmt.Sprint(v...))
+}
+
+// pageRemediations adapts the receiver's decisions to the landing page's
+// rows (landing page, issue 7); nil hides the section when remediation is off.
+func pageRemediations(rec *remediate.Receiver) func() []report.Remediation {
+	if rec == nil {
+		return nil
+	}
+	return func() []report.Remediation {
+		ds := rec.Recent()
+		out := make([]report.Remediation, len(ds))
+		for i, d := range ds {
+			// Accepted actions are re-measured once they end; the score is
+			// -1 where it could not be computed. Skips measure nothing.
+			ran := d.Decision == "accepted" && d.Result != "running"
+			reason := d.Reason
+			if d.Error != "" {
+				reason = d.Error
+			}
+			out[i] = report.Remediation{
+				Time: d.Time, Alert: d.Alertname, Action: d.Action, Node: d.NUMANode, Zone: d.Zone,
+				Decision: d.Decision, Result: d.Result, Reason: reason,
+				Measured:      ran && (d.Result == "success" || d.ScoreAfter >= 0),
+				GainBytes:     d.GainBytes,
+				HasScoreDelta: ran && d.ScoreBefore >= 0 && d.ScoreAfter >= 0,
+				ScoreDelta:    d.ScoreAfter - d.ScoreBefore,
+			}
+		}
+		return out
+	}
 }
