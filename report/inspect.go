@@ -64,9 +64,12 @@ func Inspect(cfg Config, opts InspectOptions, stdout, stderr io.Writer) int {
 func WriteTable(w io.Writer, s *Snapshot, order int) error {
 	ew := &errWriter{w: w}
 	v, where := s.Worst(order)
-	if where == nil {
+	switch {
+	case where == nil:
 		ew.printf("%s allocations: no zone to judge (only DMA)\n", s.OrderName(order))
-	} else {
+	case v == OK:
+		ew.printf("%s allocations: OK in every zone (DMA not counted)\n", s.OrderName(order))
+	default:
 		ew.printf("worst zone for %s allocations: %s: node %s zone %s (DMA not counted)\n", s.OrderName(order), v, where.Node, where.Name)
 	}
 	ew.printf("page size %s; the kernel prints orders 0..%d\n", formatBytes(s.PageSize), s.Orders-1)

@@ -143,8 +143,10 @@ func (r *renderer) page() {
 		v, where := s.Worst(ord)
 		r.printf(`<span class="machine-verdict" data-order="%d" data-verdict="%s">Worst zone for %s allocations: %s`,
 			ord, v.Key(), html.EscapeString(s.OrderName(ord)), badge(v))
-		if where != nil {
+		if where != nil && v != OK {
 			r.printf(` node %s zone %s`, html.EscapeString(where.Node), html.EscapeString(where.Name))
+		} else {
+			r.str(` in every zone`)
 		}
 		r.str(`</span>`)
 	}
