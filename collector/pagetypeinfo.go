@@ -28,10 +28,11 @@ import (
 
 // DefaultPagetypeinfoMinInterval is the default minimum interval between two
 // reads of /proc/pagetypeinfo. Measured reads take 0.3-0.6 ms on a calm
-// machine and 10-28 ms on a fragmented one. Pageblock migrate types change
+// machine and 5-10 ms (median) to 42 ms (worst) on a fragmented, busy one;
+// the issue measured 10-28 ms. Pageblock migrate types change
 // over minutes, so a minute of staleness loses nothing a human acts on, while
-// it bounds the zone-lock time to under 0.05% even when two Prometheus
-// replicas scrape every 15 s (without the cache: 8 reads a minute, ~0.4%).
+// it keeps the zone-lock time near 0.05% even when two Prometheus replicas
+// scrape every 15 s (without the cache: 8 reads a minute, ~0.4%).
 const DefaultPagetypeinfoMinInterval = time.Minute
 
 // pagetypeinfoCap is the count at which kernels since 5.4 stop walking a free
