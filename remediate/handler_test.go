@@ -245,7 +245,7 @@ func TestRecentKeepsActionsThroughFloods(t *testing.T) {
 	if !found {
 		t.Error("the accepted action was pushed out by skips")
 	}
-	if len(r.seen) > dedupeSize || len(r.skipped.items) > recentSkipped {
+	if len(r.seen) > dedupeSize || len(r.skipped.buf) > recentSkipped {
 		t.Error("histories are not bounded")
 	}
 }

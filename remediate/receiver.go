@@ -222,17 +222,13 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 // ones, and the last skipped ones up to 50 in all.
 func (r *Receiver) Recent() []Decision {
 	r.mu.Lock()
-	out := make([]Decision, 0, len(r.accepted.items)+len(r.skipped.items))
-	for _, d := range r.accepted.items {
+	out := make([]Decision, 0, recentMax)
+	for _, d := range r.accepted.last(recentAccepted) {
 		c := *d
 		c.Targets = append([]string(nil), d.Targets...)
 		out = append(out, c)
 	}
-	skipped := r.skipped.items
-	if room := recentMax - len(out); len(skipped) > room {
-		skipped = skipped[len(skipped)-room:]
-	}
-	for _, d := range skipped {
+	for _, d := range r.skipped.last(recentMax - len(out)) {
 		out = append(out, *d)
 	}
 	r.mu.Unlock()
@@ -240,18 +236,30 @@ func (r *Receiver) Recent() []Decision {
 	return out
 }
 
-// ring keeps the last max decisions.
+// ring keeps the last max decisions, oldest first in items() order. It
+// overwrites in place: a flood of skips costs no copying.
 type ring struct {
-	max   int
-	items []*Decision
+	max  int
+	buf  []*Decision
+	next int // where the next decision goes once buf is full
 }
 
 func (g *ring) add(d *Decision) {
-	if len(g.items) == g.max {
-		copy(g.items, g.items[1:])
-		g.items = g.items[:g.max-1]
+	if len(g.buf) < g.max {
+		g.buf = append(g.buf, d)
+		return
 	}
-	g.items = append(g.items, d)
+	g.buf[g.next] = d
+	g.next = (g.next + 1) % g.max
+}
+
+// last returns up to n of the newest decisions, oldest first.
+func (g *ring) last(n int) []*Decision {
+	out := make([]*Decision, 0, min(n, len(g.buf)))
+	for i := max(len(g.buf)-n, 0); i < len(g.buf); i++ {
+		out = append(out, g.buf[(g.next+i)%len(g.buf)])
+	}
+	return out
 }
 
 // reply is the JSON body of a 200: one entry per alert, in payload order.
