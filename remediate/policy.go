@@ -1,6 +1,7 @@
 package remediate
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"strconv"
 	"time"
@@ -108,10 +109,7 @@ func (r *Receiver) decide(a *alert, now time.Time, snap *snapshot) (*Decision, *
 			return skip(reasonInvalid)
 		}
 	}
-	dedupe := a.Fingerprint + "@" + a.StartsAt.UTC().Format(time.RFC3339Nano)
-	if a.Fingerprint == "" {
-		dedupe = labelsKey(labels) + "@" + a.StartsAt.UTC().Format(time.RFC3339Nano)
-	}
+	dedupe := dedupeKey(a)
 	if r.seen[dedupe] {
 		return skip(reasonDuplicate)
 	}
@@ -206,7 +204,7 @@ func cooldownKey(a Action, node string) string {
 
 // remember records an accepted alert for deduplication, evicting the oldest
 // beyond dedupeSize so that memory stays bounded.
-func (r *Receiver) remember(key string) {
+func (r *Receiver) remember(key [sha256.Size]byte) {
 	if len(r.seenFIFO) == dedupeSize {
 		delete(r.seen, r.seenFIFO[0])
 		r.seenFIFO = r.seenFIFO[1:]
@@ -215,10 +213,15 @@ func (r *Receiver) remember(key string) {
 	r.seenFIFO = append(r.seenFIFO, key)
 }
 
-// labelsKey identifies an alert without a fingerprint (not Alertmanager, but
-// a hand-written sender) by its labels.
-func labelsKey(labels map[string]string) string {
-	return fmt.Sprintf("%v", labels) // fmt sorts map keys
+// dedupeKey identifies an alert occurrence: its fingerprint (or, from a
+// sender that sets none, its labels) and startsAt, hashed so that the dedupe
+// set holds 32 bytes per entry whatever the payload.
+func dedupeKey(a *alert) [sha256.Size]byte {
+	id := a.Fingerprint
+	if id == "" {
+		id = fmt.Sprintf("%q", a.Labels) // fmt sorts map keys
+	}
+	return sha256.Sum256([]byte(id + "@" + a.StartsAt.UTC().Format(time.RFC3339Nano)))
 }
 
 // begin marks a job running and starts its cooldown. It holds r.mu.

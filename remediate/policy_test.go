@@ -258,3 +258,22 @@ func TestConfigRejects(t *testing.T) {
 		t.Error("ParseActions accepted reboot")
 	}
 }
+
+// A sender without fingerprints (not Alertmanager) is deduplicated by the
+// alert's labels and startsAt.
+func TestDedupeWithoutFingerprint(t *testing.T) {
+	tr := newTree(t, "buddyinfo-fragmented")
+	r := newReceiver(t, testConfig(tr, newFakeClock()))
+	a := map[string]string{"alertname": "A", "node": testNode, "remediate": "compact"}
+	if got := decideOne(t, r, a); got != "accepted" {
+		t.Fatal(got)
+	}
+	r.wg.Wait()
+	if got := decideOne(t, r, a); got != "skipped:duplicate" {
+		t.Fatalf("same labels and startsAt again: %s, want skipped:duplicate", got)
+	}
+	b := map[string]string{"alertname": "B", "node": testNode, "remediate": "compact"}
+	if got := decideOne(t, r, b); got != "skipped:cooldown" {
+		t.Fatalf("other labels: %s, want skipped:cooldown", got)
+	}
+}

@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,10 +77,10 @@ type Receiver struct {
 	metrics        *metrics
 
 	mu       sync.Mutex
-	check    *fragmentation.Source // re-check source, used under mu only
-	keys     map[string]*keyState  // cooldown and backoff per action key
-	seen     map[string]bool       // accepted fingerprint+startsAt
-	seenFIFO []string
+	check    *fragmentation.Source      // re-check source, used under mu only
+	keys     map[string]*keyState       // cooldown and backoff per action key
+	seen     map[[sha256.Size]byte]bool // accepted fingerprint+startsAt
+	seenFIFO [][sha256.Size]byte
 	running  bool
 	closed   bool
 	accepted ring
@@ -126,7 +127,7 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 		check:          fragmentation.NewSource(cfg.ProcPath),
 		act:            fragmentation.NewSource(cfg.ProcPath),
 		keys:           map[string]*keyState{},
-		seen:           map[string]bool{},
+		seen:           map[[sha256.Size]byte]bool{},
 		accepted:       ring{max: recentAccepted},
 		skipped:        ring{max: recentSkipped},
 		syncFn:         syscall.Sync,
