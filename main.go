@@ -165,18 +165,12 @@ func run(args []string) int {
 				remediation.ReloadToken()
 			}
 		}()
-		// Deferred, so it runs after server.Shutdown: no webhook arrives any
-		// more, and the running action finishes or hits its timeout.
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), *remTimeout+5*time.Second)
-			defer cancel()
-			if err := remediation.Shutdown(ctx); err != nil {
-				level.Error(logger).Log("msg", "remediation shutdown incomplete", "err", err)
-			}
-		}()
 	}
 
 	mux := http.NewServeMux()
+	if remediation != nil {
+		mux.Handle("/remediate", remediation)
+	}
 	mux.Handle(*metricsPath, promhttp.HandlerFor(registry, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		ErrorLog:            stdlogAdapter{logger},
@@ -245,6 +239,16 @@ func run(args []string) int {
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		level.Error(logger).Log("msg", "server ended with error", "err", err)
+	}
+	if remediation != nil {
+		// After server.Shutdown no webhook arrives any more; the running
+		// action finishes or hits its timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), *remTimeout+5*time.Second)
+		defer cancel()
+		if err := remediation.Shutdown(ctx); err != nil {
+			level.Error(logger).Log("msg", "remediation shutdown incomplete", "err", err)
+			return 1
+		}
 	}
 	level.Info(logger).Log("msg", "stopped")
 	return 0
