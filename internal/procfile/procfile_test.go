@@ -1,0 +1,106 @@
+package procfile
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func read(t *testing.T, f *File) string {
+	t.Helper()
+	var got string
+	if err := f.Do(func(data []byte) error { got = string(data); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// A kept descriptor sees the file's current content on every read, however
+// large it grows, and an absent file is reported as fs.ErrNotExist.
+func TestFileRereads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buddyinfo")
+	f := New(path)
+	defer f.Close()
+	if err := f.Do(func([]byte) error { return nil }); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("absent file: err = %v, want fs.ErrNotExist", err)
+	}
+	for _, content := range []string{"first\n", strings.Repeat("x", 10000), "short"} {
+		// Overwrite in place (same inode), as the kernel regenerates a seq_file.
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, f); got != content {
+			t.Fatalf("read %d bytes, want %d", len(got), len(content))
+		}
+	}
+	// reads from /proc work the same way
+	if _, err := os.Stat("/proc/self/stat"); err == nil {
+		p := New("/proc/self/stat")
+		defer p.Close()
+		if got := read(t, p); !strings.Contains(got, "(") {
+			t.Errorf("/proc/self/stat read %q", got)
+		}
+	}
+}
+
+func TestFileErrorFromCallback(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(path, []byte("x"), 0o644)
+	f := New(path)
+	defer f.Close()
+	want := errors.New("bad")
+	if err := f.Do(func([]byte) error { return want }); !errors.Is(err, want) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestTokenizers(t *testing.T) {
+	f := Fields{Rest: []byte("  Node 0,\tzone   Normal \r\n")}
+	var words []string
+	for w := f.Next(); w != nil; w = f.Next() {
+		words = append(words, string(w))
+	}
+	if got := strings.Join(words, "|"); got != "Node|0,|zone|Normal" {
+		t.Errorf("fields %q", got)
+	}
+	for _, tc := range []struct {
+		in string
+		n  uint64
+		ok bool
+	}{
+		{"0", 0, true}, {"18446744073709551615", 0, false}, {"9999999999999999999", 9999999999999999999, true},
+		{"", 0, false}, {"-1", 0, false}, {"1e3", 0, false}, {"+1", 0, false},
+	} {
+		n, ok := ParseUint([]byte(tc.in))
+		if n != tc.n || ok != tc.ok {
+			t.Errorf("ParseUint(%q) = %d, %v", tc.in, n, ok)
+		}
+	}
+	if n, ok := ParseInt([]byte("-42")); n != -42 || !ok {
+		t.Errorf("ParseInt(-42) = %d, %v", n, ok)
+	}
+	if _, ok := ParseInt([]byte("-")); ok {
+		t.Error("ParseInt(-) accepted")
+	}
+	var lines [][]byte
+	Lines([]byte("a\n\nb"), func(l []byte) error { lines = append(lines, l); return nil })
+	if !bytes.Equal(bytes.Join(lines, []byte("|")), []byte("a||b")) {
+		t.Errorf("lines %q", lines)
+	}
+}
+
+func BenchmarkFileRead(b *testing.B) {
+	f := New("/proc/buddyinfo")
+	defer f.Close()
+	if err := f.Do(func([]byte) error { return nil }); err != nil {
+		b.Skip(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.Do(func([]byte) error { return nil })
+	}
+}
