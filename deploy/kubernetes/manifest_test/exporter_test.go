@@ -3,6 +3,7 @@ package manifests
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -201,14 +202,21 @@ func TestExporterRunsWithManifestArgs(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
+			// exited is closed once the process is gone; waitErr is then set.
+			exited := make(chan struct{})
+			var waitErr error
+			go func() { waitErr = cmd.Wait(); close(exited) }()
 			defer func() {
+				select {
+				case <-exited:
+					return // already reported by waitReady
+				default:
+				}
 				_ = cmd.Process.Signal(syscall.SIGTERM)
 				select {
-				case err := <-exited:
-					if err != nil {
-						t.Errorf("exporter exited with %v on SIGTERM\n%s", err, stderr.String())
+				case <-exited:
+					if waitErr != nil {
+						t.Errorf("exporter exited with %v on SIGTERM\n%s", waitErr, stderr.String())
 					}
 				case <-time.After(20 * time.Second):
 					_ = cmd.Process.Kill()
@@ -216,7 +224,7 @@ func TestExporterRunsWithManifestArgs(t *testing.T) {
 				}
 			}()
 			base := "http://" + addr
-			waitReady(t, base+r.ctr.ReadinessProbe.HTTPGet.Path, exited, &stderr, args)
+			waitReady(t, base+r.ctr.ReadinessProbe.HTTPGet.Path, exited, &waitErr, &stderr, args)
 
 			if code, _ := get(t, base+r.ctr.LivenessProbe.HTTPGet.Path); code != http.StatusOK {
 				t.Errorf("liveness probe %s answered %d", r.ctr.LivenessProbe.HTTPGet.Path, code)
@@ -230,20 +238,20 @@ func TestExporterRunsWithManifestArgs(t *testing.T) {
 			}
 			if v.remediation {
 				checkRemediationEndpoint(t, base, token)
-			} else if code := post(t, base+"/remediate", "", alertFor("elsewhere")); code/100 == 2 {
+			} else if code, _ := post(t, base+"/remediate", "", alertFor("elsewhere")); code/100 == 2 {
 				t.Errorf("metrics-only exporter accepted POST /remediate with %d", code)
 			}
 		})
 	}
 }
 
-func waitReady(t *testing.T, url string, exited <-chan error, out *bytes.Buffer, args []string) {
+func waitReady(t *testing.T, url string, exited <-chan struct{}, waitErr *error, out *bytes.Buffer, args []string) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
 	for range 100 {
 		select {
-		case err := <-exited:
-			t.Fatalf("exporter exited (%v) with the manifest's args %q:\n%s", err, args, out.String())
+		case <-exited:
+			t.Fatalf("exporter exited (%v) with the manifest's args %q:\n%s", *waitErr, args, out.String())
 		default:
 		}
 		if resp, err := client.Get(url); err == nil {
@@ -268,7 +276,7 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func post(t *testing.T, url, token, body string) int {
+func post(t *testing.T, url, token, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
@@ -282,18 +290,32 @@ func post(t *testing.T, url, token, body string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // alertFor is an Alertmanager v4 webhook asking node to compact.
 func alertFor(node string) string {
-	return fmt.Sprintf(`{"version":"4","groupKey":"{}:{node=%[1]q}","truncatedAlerts":0,"status":"firing",
-"receiver":"memfrag-remediation","groupLabels":{"node":%[1]q},"commonLabels":{},"commonAnnotations":{},
-"externalURL":"http://alertmanager.invalid","alerts":[{"status":"firing",
-"labels":{"alertname":"MemFragHighOrderMemoryLow","remediate":"compact","node":%[1]q,"instance":"%[1]s.invalid:19710","zone":"Normal","numa_node":"0"},
-"annotations":{},"startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"f%[1]s"}]}`, node)
+	labels := map[string]string{
+		"alertname": "MemFragHighOrderMemoryLow", "remediate": "compact", "node": node,
+		"instance": node + ".invalid:19710", "zone": "Normal", "numa_node": "0",
+	}
+	b, err := json.Marshal(map[string]any{
+		"version": "4", "groupKey": fmt.Sprintf("{}:{node=%q}", node), "truncatedAlerts": 0,
+		"status": "firing", "receiver": "memfrag-remediation",
+		"groupLabels": map[string]string{"node": node}, "commonLabels": labels,
+		"commonAnnotations": map[string]string{}, "externalURL": "http://alertmanager.invalid",
+		"alerts": []map[string]any{{
+			"status": "firing", "labels": labels, "annotations": map[string]string{},
+			"startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+			"generatorURL": "", "fingerprint": "f" + node,
+		}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 // checkRemediationEndpoint: the webhook is mounted, wants the token from the
@@ -301,14 +323,14 @@ func alertFor(node string) string {
 // node is skipped as other_host, one for testNodeName is not.
 func checkRemediationEndpoint(t *testing.T, base, token string) {
 	t.Helper()
-	if code := post(t, base+"/remediate", "", alertFor("elsewhere")); code != http.StatusUnauthorized {
-		t.Errorf("POST /remediate without the token answered %d, want 401", code)
+	if code, reply := post(t, base+"/remediate", "", alertFor("elsewhere")); code != http.StatusUnauthorized {
+		t.Errorf("POST /remediate without the token answered %d, want 401: %s", code, reply)
 	}
-	if code := post(t, base+"/remediate", token, alertFor("elsewhere")); code/100 != 2 {
-		t.Errorf("POST /remediate for another node answered %d, want 2xx", code)
+	if code, reply := post(t, base+"/remediate", token, alertFor("elsewhere")); code/100 != 2 || !strings.Contains(reply, "other_host") {
+		t.Errorf("POST /remediate for another node answered %d %s, want 2xx skipping it as other_host", code, reply)
 	}
-	if code := post(t, base+"/remediate", token, alertFor(testNodeName)); code/100 != 2 {
-		t.Errorf("POST /remediate for this node answered %d, want 2xx", code)
+	if code, reply := post(t, base+"/remediate", token, alertFor(testNodeName)); code/100 != 2 || strings.Contains(reply, "other_host") {
+		t.Errorf("POST /remediate for %s answered %d %s, want 2xx not skipped as other_host", testNodeName, code, reply)
 	}
 	_, body := get(t, base+"/metrics")
 	var otherHost float64
