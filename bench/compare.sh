@@ -12,7 +12,8 @@
 #   ours  ./memfrag_exporter with its default collectors
 # and loads each with the same client (bench/scrapeload) in the same run:
 # N keep-alive scrapes with Accept-Encoding: gzip, RUNS times, median over
-# runs. It prints p50/p99 latency, CPU seconds per 1,000 scrapes (utime+stime
+# runs; within a run the exporters take turns in blocks of 100 scrapes, so
+# background load on the machine hits all three alike. It prints p50/p99 latency, CPU seconds per 1,000 scrapes (utime+stime
 # from /proc/<pid>/stat), VmRSS after the load, series count, the ratios
 # ours/ne3 with PASS/FAIL against the targets of issue 2 (p50 and CPU
 # <= 0.5x, RSS <= 0.75x), and the sum of our collectors' duration metrics
@@ -22,7 +23,7 @@
 # Usage: bench/compare.sh
 # Environment:
 #   N=2000 RUNS=5            load size
-#   BASE_PORT=19791          ports BASE_PORT..BASE_PORT+2 on 127.0.0.1
+#   BASE_PORT=39171          ports BASE_PORT..BASE_PORT+2 on 127.0.0.1
 #   OURS_ENV="GOMAXPROCS=1 GOGC=50 GOMEMLIMIT=16MiB"   environment of our exporter
 #   OURS_FLAGS="--no-collector.sysctl"                 extra flags for our exporter
 #   OURS_BIN=/path/to/memfrag_exporter                 load this binary instead of
@@ -34,7 +35,7 @@ set -euo pipefail
 NE_VERSION=v1.12.1
 N=${N:-2000}
 RUNS=${RUNS:-5}
-BASE_PORT=${BASE_PORT:-19791}
+BASE_PORT=${BASE_PORT:-39171}
 OURS_ENV=${OURS_ENV:-}
 OURS_FLAGS=${OURS_FLAGS:-}
 CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/memfrag-bench}

@@ -8,9 +8,10 @@
 // CI runs it. It uses the standard library only, so it adds nothing to the
 // module's dependencies.
 //
-// Every run scrapes each target in turn (rotating who goes first) with one
-// keep-alive connection and Accept-Encoding: gzip; the reported figure is the
-// median over runs. CPU comes from utime+stime in /proc/<pid>/stat, memory
+// Every run scrapes each target n times over one keep-alive connection with
+// Accept-Encoding: gzip, the targets taking turns in blocks of 100 scrapes so
+// that background load hits them alike; the reported figure is the median
+// over runs. CPU comes from utime+stime in /proc/<pid>/stat, memory
 // from VmRSS in /proc/<pid>/status after the load.
 package main
 
@@ -82,6 +83,7 @@ type config struct {
 	targets   targetList
 	n, runs   int
 	warmup    int
+	block     int
 	baseline  string
 	subject   string
 	floor     []string
@@ -100,6 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.n, "n", 2000, "scrapes per target per run")
 	fs.IntVar(&cfg.runs, "runs", 5, "runs; figures are the median over runs")
 	fs.IntVar(&cfg.warmup, "warmup", 50, "unmeasured scrapes per target before each run")
+	fs.IntVar(&cfg.block, "block", 100, "scrapes a target gets before the next target's turn within a run")
 	fs.StringVar(&cfg.baseline, "baseline", "", "target the subject is compared with")
 	fs.StringVar(&cfg.subject, "subject", "", "target checked against the targets (ours)")
 	fs.StringVar(&floor, "floor", "", "comma-separated files the subject reads per scrape; their pread time is the kernel floor")
@@ -113,8 +116,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if floor != "" {
 		cfg.floor = strings.Split(floor, ",")
 	}
-	if len(cfg.targets) == 0 || cfg.n < 1 || cfg.runs < 1 || cfg.clkTck <= 0 {
-		fmt.Fprintln(stderr, "scrapeload: need at least one -target, -n >= 1, -runs >= 1")
+	if len(cfg.targets) == 0 || cfg.n < 1 || cfg.runs < 1 || cfg.block < 1 || cfg.clkTck <= 0 {
+		fmt.Fprintln(stderr, "scrapeload: need at least one -target, -n >= 1, -runs >= 1, -block >= 1")
 		return 2
 	}
 	rep, err := measure(cfg, stderr)
@@ -168,74 +171,116 @@ func measure(cfg config, progress io.Writer) (*report, error) {
 			}
 			rep.floors = append(rep.floors, f)
 		}
-		for i := range cfg.targets {
-			t := cfg.targets[(i+r)%len(cfg.targets)]
-			res, err := load(t, cfg)
-			if err != nil {
-				return nil, fmt.Errorf("run %d, %s: %w", r+1, t.name, err)
-			}
-			rep.results[t.name] = append(rep.results[t.name], res)
-			fmt.Fprintf(progress, "run %d/%d %-6s p50 %s cpu/1000 %.3fs\n", r+1, cfg.runs, t.name, fmtMs(res.p50), res.cpuPer1000)
+		res, err := loadRun(cfg, r)
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", r+1, err)
+		}
+		for i, t := range cfg.targets {
+			rep.results[t.name] = append(rep.results[t.name], res[i])
+			fmt.Fprintf(progress, "run %d/%d %-6s p50 %s cpu/1000 %.3fs\n", r+1, cfg.runs, t.name, fmtMs(res[i].p50), res[i].cpuPer1000)
 		}
 	}
 	return rep, nil
 }
 
-// load runs warm-up plus n scrapes of t on one fresh keep-alive connection.
-func load(t target, cfg config) (runResult, error) {
-	tr := &http.Transport{
+// session is one target's share of a run: its own keep-alive connection and
+// what its scrapes measured so far.
+type session struct {
+	t      target
+	tr     *http.Transport
+	client *http.Client
+	ctx    context.Context
+	sc     scraper
+	lat    []time.Duration
+	durs   []float64
+	ticks  uint64
+	res    runResult
+}
+
+func newSession(t target, cfg config) *session {
+	s := &session{t: t}
+	s.tr = &http.Transport{
 		Proxy:               nil, // loopback only, whatever the environment says
 		DisableCompression:  true,
 		MaxIdleConnsPerHost: 1,
 	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: cfg.timeout}
-	var res runResult
+	s.client = &http.Client{Transport: s.tr, Timeout: cfg.timeout}
 	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
 		if !i.Reused {
-			res.newConns++
+			s.res.newConns++
 		}
 	}}
-	ctx := httptrace.WithClientTrace(context.Background(), trace)
-	var sc scraper
-	for i := 0; i < cfg.warmup; i++ {
-		if _, err := sc.scrape(ctx, client, t.url); err != nil {
-			return res, err
+	s.ctx = httptrace.WithClientTrace(context.Background(), trace)
+	s.lat = make([]time.Duration, 0, cfg.n)
+	s.durs = make([]float64, 0, cfg.n)
+	return s
+}
+
+// loadRun scrapes every target n times. The targets take turns in blocks of
+// cfg.block scrapes (rotating who goes first), so a change in background load
+// during the run hits all of them alike.
+func loadRun(cfg config, run int) ([]runResult, error) {
+	ss := make([]*session, len(cfg.targets))
+	for i, t := range cfg.targets {
+		ss[i] = newSession(t, cfg)
+		defer ss[i].tr.CloseIdleConnections()
+		for j := 0; j < cfg.warmup; j++ {
+			if _, err := ss[i].sc.scrape(ss[i].ctx, ss[i].client, t.url); err != nil {
+				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+		ss[i].res.newConns = 0
+	}
+	for b := 0; b*cfg.block < cfg.n; b++ {
+		k := min(cfg.block, cfg.n-b*cfg.block)
+		for i := range ss {
+			s := ss[(i+b+run)%len(ss)]
+			if err := s.block(k); err != nil {
+				return nil, fmt.Errorf("%s: %w", s.t.name, err)
+			}
 		}
 	}
-	res.newConns = 0
-	lat := make([]time.Duration, cfg.n)
-	durs := make([]float64, 0, cfg.n)
-	cpu0, err := cpuTicks(t.pid)
+	out := make([]runResult, len(ss))
+	for i, s := range ss {
+		var err error
+		if s.res.rssBytes, err = rss(s.t.pid); err != nil {
+			return nil, err
+		}
+		s.res.p50, s.res.p99 = percentile(s.lat, 50), percentile(s.lat, 99)
+		s.res.cpuPer1000 = float64(s.ticks) / cfg.clkTck / float64(len(s.lat)) * 1000
+		s.res.wireBytes = s.sc.raw.Len()
+		s.res.durSum = medianFloat(s.durs)
+		out[i] = s.res
+	}
+	return out, nil
+}
+
+// block runs k scrapes and adds the process's CPU ticks they cost.
+func (s *session) block(k int) error {
+	cpu0, err := cpuTicks(s.t.pid)
 	if err != nil {
-		return res, err
+		return err
 	}
-	for i := range lat {
-		d, err := sc.scrape(ctx, client, t.url)
+	for i := 0; i < k; i++ {
+		d, err := s.sc.scrape(s.ctx, s.client, s.t.url)
 		if err != nil {
-			return res, err
+			return err
 		}
-		lat[i] = d
+		s.lat = append(s.lat, d)
 		// Decoding happens after the clock stopped, between scrapes.
-		st, err := sc.decode()
+		st, err := s.sc.decode()
 		if err != nil {
-			return res, err
+			return err
 		}
-		durs = append(durs, st.durSum)
-		res.series = st.series
+		s.durs = append(s.durs, st.durSum)
+		s.res.series = st.series
 	}
-	cpu1, err := cpuTicks(t.pid)
+	cpu1, err := cpuTicks(s.t.pid)
 	if err != nil {
-		return res, err
+		return err
 	}
-	if res.rssBytes, err = rss(t.pid); err != nil {
-		return res, err
-	}
-	res.p50, res.p99 = percentile(lat, 50), percentile(lat, 99)
-	res.cpuPer1000 = float64(cpu1-cpu0) / cfg.clkTck / float64(cfg.n) * 1000
-	res.wireBytes = sc.raw.Len()
-	res.durSum = medianFloat(durs)
-	return res, nil
+	s.ticks += cpu1 - cpu0
+	return nil
 }
 
 // scraper keeps its buffers across scrapes so the client's own garbage does
