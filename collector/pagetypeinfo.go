@@ -198,11 +198,7 @@ func (p *pagetypeinfo) parse(data []byte) error {
 	headerOrder := -1 // the current node's "Page block order"
 	for lineNo := 1; len(data) > 0; lineNo++ {
 		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
-		}
+		line, data = procfile.CutLine(data)
 		line = bytes.TrimRight(line, " \t\r")
 		var err error
 		switch {

@@ -62,11 +62,7 @@ func ParseBuddyinfo(data []byte, dst []Zone) ([]Zone, error) {
 	orders := -1
 	for lineNo := 1; len(data) > 0; lineNo++ {
 		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
-		}
+		line, data = procfile.CutLine(data)
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}

@@ -8,6 +8,7 @@
 package procfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -179,19 +180,20 @@ func ParseInt(b []byte) (int64, bool) {
 	return int64(n), true
 }
 
+// CutLine splits data at its first newline: the line without it, and the
+// rest (nil after the last line).
+func CutLine(data []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return data[:i], data[i+1:]
+	}
+	return data, nil
+}
+
 // Lines calls fn for each line of data, without the newline.
 func Lines(data []byte, fn func(line []byte) error) error {
 	for len(data) > 0 {
-		i := 0
-		for i < len(data) && data[i] != '\n' {
-			i++
-		}
-		line := data[:i]
-		if i < len(data) {
-			data = data[i+1:]
-		} else {
-			data = nil
-		}
+		var line []byte
+		line, data = CutLine(data)
 		if err := fn(line); err != nil {
 			return err
 		}
