@@ -23,7 +23,11 @@ unit:
 	$(GO) test -count=1 ./...
 
 e2e: build
-	@set -e; for t in e2e/*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; bash "$$t"; done
+	@passed=0; failed=0; for t in e2e/*.sh; do \
+		echo "== $$t"; \
+		if bash "$$t"; then passed=$$((passed+1)); else failed=$$((failed+1)); echo "FAIL $$t"; fi; \
+	done; \
+	echo "e2e: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
