@@ -23,11 +23,15 @@
 # Usage: bench/compare.sh
 # Environment:
 #   N=2000 RUNS=5            load size
-#   BASE_PORT=39171          ports BASE_PORT..BASE_PORT+2 on 127.0.0.1
+#   BASE_PORT=39171          ports BASE_PORT..BASE_PORT+3 on 127.0.0.1
 #   OURS_ENV="GOMAXPROCS=1 GOGC=50 GOMEMLIMIT=16MiB"   environment of our exporter
 #   OURS_FLAGS="--no-collector.sysctl"                 extra flags for our exporter
 #   OURS_BIN=/path/to/memfrag_exporter                 load this binary instead of
 #                                                      building the tree (to try a patch)
+#   ALT_BIN=/path/to/memfrag_exporter ALT_ENV=... ALT_FLAGS=...
+#                            also serve and load this build as "alt" in the
+#                            same run (port BASE_PORT+3), checked for
+#                            information; the exit status stays ours'
 #   CACHE_DIR=~/.cache/memfrag-bench                   where node_exporter is kept
 #   VERBOSE=1                print every run
 set -euo pipefail
@@ -82,10 +86,10 @@ echo "== building the load client"
 go build -C "$ROOT" -o "$WORK/scrapeload" ./bench/scrapeload
 
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
-for i in 0 1 2; do
+for i in 0 1 2 3; do
 	port_free $((BASE_PORT + i)) || die "port $((BASE_PORT + i)) is in use; set BASE_PORT"
 done
-P_NE3=$BASE_PORT P_NE1=$((BASE_PORT + 1)) P_OURS=$((BASE_PORT + 2))
+P_NE3=$BASE_PORT P_NE1=$((BASE_PORT + 1)) P_OURS=$((BASE_PORT + 2)) P_ALT=$((BASE_PORT + 3))
 
 # start NAME PORT CMD...: serve in the background, log to $WORK/NAME.log.
 start() {
@@ -113,6 +117,14 @@ start ne1 "$P_NE1" "$NE" --web.listen-address="127.0.0.1:$P_NE1" --log.level=war
 	--collector.disable-defaults --collector.buddyinfo
 # shellcheck disable=SC2086 # OURS_ENV and OURS_FLAGS are word lists
 start ours "$P_OURS" env $OURS_ENV "$OURS" --web.listen-address="127.0.0.1:$P_OURS" --log.level=warn $OURS_FLAGS
+ALT_ARGS=()
+if [ -n "${ALT_BIN:-}" ]; then
+	[ -x "$ALT_BIN" ] || die "ALT_BIN=$ALT_BIN is not an executable"
+	echo "== serving alt on 127.0.0.1:$P_ALT ($ALT_BIN${ALT_ENV:+, env $ALT_ENV})"
+	# shellcheck disable=SC2086
+	start alt "$P_ALT" env ${ALT_ENV:-} "$ALT_BIN" --web.listen-address="127.0.0.1:$P_ALT" --log.level=warn ${ALT_FLAGS:-}
+	ALT_ARGS=(-also alt -target "alt=http://127.0.0.1:$P_ALT/metrics@$PID_alt")
+fi
 
 # The files our default collectors read on every scrape (each through a kept
 # descriptor); compaction reads compaction_proactiveness a second time, which
@@ -132,5 +144,5 @@ status=0
 	-clk-tck "$(getconf CLK_TCK)" -floor "$FLOOR_LIST" ${VERBOSE:+-v} \
 	-target "ne3=http://127.0.0.1:$P_NE3/metrics@$PID_ne3" \
 	-target "ne1=http://127.0.0.1:$P_NE1/metrics@$PID_ne1" \
-	-target "ours=http://127.0.0.1:$P_OURS/metrics@$PID_ours" || status=$?
+	-target "ours=http://127.0.0.1:$P_OURS/metrics@$PID_ours" "${ALT_ARGS[@]}" || status=$?
 exit "$status"

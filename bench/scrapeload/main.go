@@ -86,6 +86,7 @@ type config struct {
 	block     int
 	baseline  string
 	subject   string
+	also      string
 	floor     []string
 	floorIter int
 	clkTck    float64
@@ -105,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.block, "block", 100, "scrapes a target gets before the next target's turn within a run")
 	fs.StringVar(&cfg.baseline, "baseline", "", "target the subject is compared with")
 	fs.StringVar(&cfg.subject, "subject", "", "target checked against the targets (ours)")
+	fs.StringVar(&cfg.also, "also", "", "another target checked like the subject, for information (does not change the exit status)")
 	fs.StringVar(&floor, "floor", "", "comma-separated files the subject reads per scrape; their pread time is the kernel floor")
 	fs.IntVar(&cfg.floorIter, "floor-iterations", 2000, "floor reads per run")
 	fs.Float64Var(&cfg.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
@@ -646,31 +648,39 @@ func (rep *report) print(w io.Writer, cfg config) bool {
 		}
 	}
 
-	ok := true
-	var checks []check
-	sub, hasSub := sums[cfg.subject]
-	base, hasBase := sums[cfg.baseline]
-	if hasSub && hasBase {
-		fmt.Fprintf(w, "\nratios %s / %s:\n", cfg.subject, cfg.baseline)
-		checks = append(checks,
-			check{"scrape p50", us(sub.p50), us(base.p50), "µs", 0.5},
-			check{"CPU per 1000 scrapes", sub.cpuPer1000, base.cpuPer1000, "s", 0.5},
-			check{"RSS after load", float64(sub.rssBytes) / (1 << 20), float64(base.rssBytes) / (1 << 20), "MiB", 0.75},
-		)
-		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "scrape p99", float64(sub.p99)/float64(base.p99))
-		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "series", float64(sub.series)/float64(base.series))
-	}
-	for _, c := range checks {
-		ok = printCheck(w, c) && ok
-	}
-	if hasSub && fl.total > 0 {
-		fmt.Fprintf(w, "\n%s collector durations vs kernel floor:\n", cfg.subject)
-		ok = printCheck(w, check{"collector dur sum / floor", sub.durSum * 1e6, us(fl.total), "µs", 2}) && ok
+	ok := printChecks(w, sums, cfg.subject, cfg.baseline, fl.total)
+	if cfg.also != "" {
+		printChecks(w, sums, cfg.also, cfg.baseline, fl.total)
 	}
 	if ok {
 		fmt.Fprintln(w, "\nALL PASS")
 	} else {
 		fmt.Fprintln(w, "\nSOME FAIL")
+	}
+	return ok
+}
+
+// printChecks prints subject's figures against baseline's and the floor and
+// reports whether all of them pass.
+func printChecks(w io.Writer, sums map[string]summary, subject, baseline string, floor time.Duration) bool {
+	ok := true
+	sub, hasSub := sums[subject]
+	base, hasBase := sums[baseline]
+	if hasSub && hasBase {
+		fmt.Fprintf(w, "\nratios %s / %s:\n", subject, baseline)
+		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "scrape p99", float64(sub.p99)/float64(base.p99))
+		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "series", float64(sub.series)/float64(base.series))
+		for _, c := range []check{
+			{"scrape p50", us(sub.p50), us(base.p50), "µs", 0.5},
+			{"CPU per 1000 scrapes", sub.cpuPer1000, base.cpuPer1000, "s", 0.5},
+			{"RSS after load", float64(sub.rssBytes) / (1 << 20), float64(base.rssBytes) / (1 << 20), "MiB", 0.75},
+		} {
+			ok = printCheck(w, c) && ok
+		}
+	}
+	if hasSub && floor > 0 {
+		fmt.Fprintf(w, "%s collector durations vs kernel floor:\n", subject)
+		ok = printCheck(w, check{"collector dur sum / floor", sub.durSum * 1e6, us(floor), "µs", 2}) && ok
 	}
 	return ok
 }
