@@ -20,7 +20,8 @@ const addrRefresh = time.Minute
 // instance label's host part is one of this host's names (hostname, its
 // short form, its canonical name, the node name) or interface addresses.
 // Loopback addresses and localhost name whichever host reads them, so they
-// only count with trustLoopback (single-host setups, tests).
+// only count with trustLoopback (single-host setups, tests); link-local and
+// multicast addresses never count.
 type identity struct {
 	nodeName      string
 	trustLoopback bool
@@ -94,7 +95,10 @@ func (id *identity) matches(labels map[string]string, now time.Time) (bool, stri
 		if addr.IsLoopback() {
 			return id.trustLoopback, "instance"
 		}
-		if addr.IsUnspecified() {
+		// Link-local and multicast addresses are not one host's: NodeLocal
+		// DNSCache binds 169.254.20.10 on every Kubernetes node, and the
+		// same fe80:: or 169.254/16 address may sit on many hosts' links.
+		if addr.IsUnspecified() || addr.IsLinkLocalUnicast() || addr.IsMulticast() {
 			return false, ""
 		}
 		return id.hasAddr(addr, now), "instance"

@@ -277,3 +277,30 @@ func TestDedupeWithoutFingerprint(t *testing.T) {
 		t.Fatalf("other labels: %s, want skipped:cooldown", got)
 	}
 }
+
+// Link-local addresses are not this host's in particular: NodeLocal
+// DNSCache puts 169.254.20.10 on every Kubernetes node, and the same
+// 169.254/16 or fe80:: address can sit on many hosts' links. An instance
+// naming one must not make every node that receives the alert act.
+func TestIdentityIgnoresLinkLocal(t *testing.T) {
+	id := &identity{nodeName: "k8s-node-7", names: map[string]bool{}}
+	id.interfaceAddrs = func() ([]net.Addr, error) {
+		return []net.Addr{
+			&net.IPNet{IP: net.ParseIP("10.1.2.3"), Mask: net.CIDRMask(24, 32)},
+			&net.IPNet{IP: net.ParseIP("169.254.20.10"), Mask: net.CIDRMask(32, 32)},
+			&net.IPNet{IP: net.ParseIP("fe80::1"), Mask: net.CIDRMask(64, 128)},
+		}, nil
+	}
+	now := time.Now()
+	for inst, want := range map[string]bool{
+		"10.1.2.3:19710":         true,
+		"169.254.20.10:19710":    false,
+		"[fe80::1]:19710":        false,
+		"[fe80::1%eth0]:19710":   false,
+		"[::ffff:169.254.20.10]": false,
+	} {
+		if got, _ := id.matches(map[string]string{"instance": inst}, now); got != want {
+			t.Errorf("instance %q: match %v, want %v", inst, got, want)
+		}
+	}
+}
