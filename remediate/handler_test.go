@@ -1,6 +1,7 @@
 package remediate
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -281,7 +282,11 @@ func TestServerTimeouts(t *testing.T) {
 			if _, err := io.WriteString(conn, tc.send); err != nil {
 				t.Fatal(err)
 			}
-			got, _ := io.ReadAll(conn) // returns when the server closes
+			got, err := io.ReadAll(conn) // returns when the server closes
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the server never cut the client off (the test's own deadline did); got %q", got)
+			}
 			if tc.want == "" && len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 408") ||
 				tc.want != "" && !strings.HasPrefix(string(got), tc.want) {
 				t.Fatalf("answer %q, want %q", got, tc.want)
