@@ -119,7 +119,7 @@ func (r *Receiver) decide(a *alert, now time.Time, snap *snapshot) (*Decision, *
 	if r.running || r.inflight.Load() > 0 {
 		return skip(reasonBusy)
 	}
-	key := cooldownKey(action, node)
+	key := r.cooldownKey(action, node)
 	if ks := r.keys[key]; ks != nil {
 		if now.Before(ks.cooldownUntil) {
 			return skip(reasonCooldown)
@@ -193,10 +193,12 @@ func validNodeID(s string) bool {
 }
 
 // cooldownKey names what a cooldown applies to: the action, and for
-// compaction the NUMA node (node compaction of node 0 says nothing about
-// node 1). drop_caches is global whatever the alert says.
-func cooldownKey(a Action, node string) string {
-	if a == Compact && node != "" {
+// compaction of a NUMA node through its own compact file, the node
+// (compacting node 0 says nothing about node 1). A numa_node alert on a
+// kernel without that file compacts the whole machine, so it shares the
+// global compaction's key. drop_caches is global whatever the alert says.
+func (r *Receiver) cooldownKey(a Action, node string) string {
+	if a == Compact && node != "" && r.compactTarget(node) != r.procFile("sys/vm/compact_memory") {
 		return string(a) + "@node" + node
 	}
 	return string(a)

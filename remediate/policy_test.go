@@ -3,6 +3,8 @@ package remediate
 import (
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -302,5 +304,32 @@ func TestIdentityIgnoresLinkLocal(t *testing.T) {
 		if got, _ := id.matches(map[string]string{"instance": inst}, now); got != want {
 			t.Errorf("instance %q: match %v, want %v", inst, got, want)
 		}
+	}
+}
+
+// Without the per-node compact files (no CONFIG_NUMA, or a sysfs mount
+// without them) a numa_node alert compacts the whole machine through
+// /proc/sys/vm/compact_memory: alerts for node 0 and node 1 are then the
+// same action and share one cooldown, not one each.
+func TestCooldownFollowsTheFileWritten(t *testing.T) {
+	tr := newTree(t, "buddyinfo-fragmented")
+	for _, n := range []string{"node0", "node1"} {
+		if err := os.Remove(filepath.Join(tr.sys, "devices/system/node", n, "compact")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newReceiver(t, testConfig(tr, newFakeClock()))
+	if got := decideOne(t, r, alertFor("compact", "a", "numa_node", "0")); got != "accepted" {
+		t.Fatalf("node 0: %s, want accepted", got)
+	}
+	r.wg.Wait()
+	if got := decideOne(t, r, alertFor("compact", "b", "numa_node", "1")); got != "skipped:cooldown" {
+		t.Fatalf("node 1 right after a global compaction: %s, want skipped:cooldown", got)
+	}
+	if got := decideOne(t, r, alertFor("compact", "c")); got != "skipped:cooldown" {
+		t.Fatalf("global compaction right after one: %s, want skipped:cooldown", got)
+	}
+	if w := tr.written(t); len(w) != 1 || w["proc/sys/vm/compact_memory"] != "1\n" {
+		t.Errorf("written %q, want one global compaction", w)
 	}
 }
