@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -325,5 +326,33 @@ func TestAlertmanagerPayload(t *testing.T) {
 	if got := tr.written(t); len(got) != 2 || got["proc/sys/vm/drop_caches"] != want["proc/sys/vm/drop_caches"] ||
 		got["sys/devices/system/node/node0/compact"] != want["sys/devices/system/node/node0/compact"] {
 		t.Errorf("written %q, want %q", got, want)
+	}
+}
+
+// Serving without a token is allowed on purpose only, and said loudly at
+// start: an operator reading the log must not mistake it for a protected
+// endpoint.
+func TestUnauthenticatedWarnsAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		token bool
+		warn  bool
+	}{{false, true}, {true, false}} {
+		tr := newTree(t, "buddyinfo-healthy")
+		cfg := testConfig(tr, newFakeClock())
+		if tc.token {
+			cfg.AllowUnauthenticated = false
+			cfg.TokenFile = filepath.Join(t.TempDir(), "token")
+			mustWrite(t, cfg.TokenFile, "s3cret\n")
+		}
+		var buf strings.Builder
+		r, err := New(cfg, log.NewLogfmtLogger(log.NewSyncWriter(&buf)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Shutdown(t.Context())
+		got := strings.Contains(buf.String(), "level=warn") && strings.Contains(buf.String(), "without authentication")
+		if got != tc.warn {
+			t.Errorf("token %v: warning logged %v, want %v; log:\n%s", tc.token, got, tc.warn, buf.String())
+		}
 	}
 }

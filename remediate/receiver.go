@@ -157,6 +157,9 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 		// and the node may get /proc back (a remount) without a restart.
 		level.Warn(logger).Log("msg", "remediation cannot read buddyinfo; every alert will be skipped until it can", "err", err)
 	}
+	if r.token == nil {
+		level.Warn(logger).Log("msg", "remediation endpoint serves without authentication (--remediate.allow-unauthenticated): whoever reaches POST /remediate can ask for drop_caches and compaction unless --web.config.file or the network keeps them out")
+	}
 	level.Info(logger).Log("msg", "remediation enabled", "actions", fmt.Sprint(cfg.Actions), "node_name", cfg.NodeName,
 		"dry_run", cfg.DryRun, "cooldown", cfg.Cooldown, "order", cfg.Order, "unusable_threshold", cfg.UnusableThreshold,
 		"authenticated", r.token != nil, "trust_loopback", cfg.TrustLoopback)
