@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -331,5 +332,32 @@ func TestCooldownFollowsTheFileWritten(t *testing.T) {
 	}
 	if w := tr.written(t); len(w) != 1 || w["proc/sys/vm/compact_memory"] != "1\n" {
 		t.Errorf("written %q, want one global compaction", w)
+	}
+}
+
+// The dedupe set forgets the oldest accepted alerts beyond dedupeSize: its
+// memory stays bounded over months of alerts, and what it still holds is
+// the newest. (TestRecentKeepsActionsThroughFloods accepts one alert, so it
+// cannot reach the bound.)
+func TestDedupeSetIsBounded(t *testing.T) {
+	tr := newTree(t, "buddyinfo-fragmented")
+	r := newReceiver(t, testConfig(tr, newFakeClock()))
+	key := func(i int) [32]byte {
+		return dedupeKey(&alert{Fingerprint: fmt.Sprintf("f%d", i)})
+	}
+	const n = 3*dedupeSize + 7
+	r.mu.Lock()
+	for i := range n {
+		r.remember(key(i))
+	}
+	seen, fifo := len(r.seen), len(r.seenFIFO)
+	oldest, newest, firstKept := r.seen[key(0)], r.seen[key(n-1)], r.seen[key(n-dedupeSize)]
+	lastForgotten := r.seen[key(n-dedupeSize-1)]
+	r.mu.Unlock()
+	if seen != dedupeSize || fifo != dedupeSize {
+		t.Fatalf("after %d alerts the set holds %d (FIFO %d), want %d", n, seen, fifo, dedupeSize)
+	}
+	if oldest || lastForgotten || !newest || !firstKept {
+		t.Errorf("oldest kept %v, last forgotten kept %v, newest kept %v, first kept %v", oldest, lastForgotten, newest, firstKept)
 	}
 }
