@@ -356,3 +356,35 @@ func TestUnauthenticatedWarnsAtStart(t *testing.T) {
 		}
 	}
 }
+
+// Every payload the receiver cannot decide (too large, wrong content type,
+// malformed) is logged with its status, not only counted: the alerts in it
+// are lost to this receiver.
+func TestRejectionsAreLogged(t *testing.T) {
+	tr := newTree(t, "buddyinfo-healthy")
+	cfg := testConfig(tr, newFakeClock())
+	cfg.MaxBodyBytes = 64
+	var buf strings.Builder
+	r, err := New(cfg, log.NewLogfmtLogger(log.NewSyncWriter(&buf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(t.Context())
+	for _, tc := range []struct {
+		ctype, body string
+		code        int
+	}{
+		{"application/json", `{"version":"4","alerts":[],"x":"` + strings.Repeat("a", 100) + `"}`, 413},
+		{"text/plain", `{"version":"4","alerts":[]}`, 415},
+		{"application/json", `{"version":"4"`, 400},
+	} {
+		w := post(t, r, tc.body, "Content-Type", tc.ctype)
+		if w.Code != tc.code {
+			t.Fatalf("status %d, want %d", w.Code, tc.code)
+		}
+		want := fmt.Sprintf("level=warn msg=\"remediation webhook payload rejected\" code=%d", tc.code)
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no log line %q; log:\n%s", want, buf.String())
+		}
+	}
+}

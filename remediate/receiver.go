@@ -302,10 +302,10 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) int {
 		}
 	}
 	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return replyError(w, http.StatusUnsupportedMediaType, "want Content-Type: application/json")
+		return r.reject(w, req, http.StatusUnsupportedMediaType, "want Content-Type: application/json")
 	}
 	if req.ContentLength > r.cfg.MaxBodyBytes {
-		return replyError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", r.cfg.MaxBodyBytes))
+		return r.reject(w, req, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", r.cfg.MaxBodyBytes))
 	}
 	// The server's ReadHeaderTimeout stops slow headers; this stops a slow
 	// body (ErrNotSupported outside a real server is fine to ignore).
@@ -314,14 +314,13 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) int {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return replyError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", r.cfg.MaxBodyBytes))
+			return r.reject(w, req, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", r.cfg.MaxBodyBytes))
 		}
-		return replyError(w, http.StatusRequestTimeout, "reading body: "+err.Error())
+		return r.reject(w, req, http.StatusRequestTimeout, "reading body: "+err.Error())
 	}
 	alerts, err := decodeMessage(data)
 	if err != nil {
-		level.Warn(r.logger).Log("msg", "remediation webhook payload rejected", "remote", req.RemoteAddr, "err", err)
-		return replyError(w, http.StatusBadRequest, err.Error())
+		return r.reject(w, req, http.StatusBadRequest, err.Error())
 	}
 	decisions := r.decideAll(alerts)
 	rep := reply{DryRun: r.cfg.DryRun, Decisions: make([]replyDecision, len(decisions))}
@@ -332,6 +331,16 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) int {
 	w.WriteHeader(http.StatusOK)
 	json.NewEncoder(w).Encode(rep)
 	return http.StatusOK
+}
+
+// reject answers an authenticated request whose payload cannot be decided
+// (400, 408, 413, 415) and logs it: the alerts in it are lost to this
+// receiver, which must not happen silently. Requests refused before
+// authentication (401, 405) log less or nothing, so strangers cannot fill
+// the log.
+func (r *Receiver) reject(w http.ResponseWriter, req *http.Request, code int, msg string) int {
+	level.Warn(r.logger).Log("msg", "remediation webhook payload rejected", "code", code, "remote", req.RemoteAddr, "err", msg)
+	return replyError(w, code, msg)
 }
 
 func replyError(w http.ResponseWriter, code int, msg string) int {
