@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,8 @@ import (
 	slgk "github.com/tjhop/slog-gokit"
 
 	"github.com/memfrag/memfrag_exporter/collector"
+	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
+	"github.com/memfrag/memfrag_exporter/internal/processcollector"
 	"github.com/memfrag/memfrag_exporter/remediate"
 	"github.com/memfrag/memfrag_exporter/report"
 )
@@ -54,6 +57,7 @@ func run(args []string) int {
 		procPath       = app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String()
 		sysPath        = app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").String()
 		logLevel       = app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").Enum("debug", "info", "warn", "error")
+		maxProcs       = app.Flag("runtime.gomaxprocs", "The target number of CPUs the Go runtime may use at once (GOMAXPROCS); as node_exporter, 1 by default: a scrape is sequential work and extra threads only add scheduling overhead and memory.").Envar("GOMAXPROCS").Default("1").Int()
 		logFormat      = app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").Enum("logfmt", "json")
 	)
 	// Collector flags. --collector.<name> for each collector; flags of one
@@ -115,6 +119,11 @@ func run(args []string) int {
 			report.InspectOptions{Order: *inspectOrder, Output: *inspectOutput}, os.Stdout, os.Stderr)
 	}
 
+	if *maxProcs < 1 {
+		fmt.Fprintln(os.Stderr, "--runtime.gomaxprocs must be at least 1")
+		return 2
+	}
+	runtime.GOMAXPROCS(*maxProcs)
 	logger, slogger := newLogger(*logLevel, *logFormat)
 	level.Info(logger).Log("msg", "starting "+exporterName, "version", version.Info(), "build_context", version.BuildContext())
 
@@ -126,14 +135,7 @@ func run(args []string) int {
 	defer exporter.Close()
 	level.Info(logger).Log("msg", "collectors enabled", "collectors", strings.Join(exporter.Enabled(), ","))
 
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(exporter, versioncollector.NewCollector(exporterName))
-	if !*disableExpMetr {
-		registry.MustRegister(
-			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			collectors.NewGoCollector(),
-		)
-	}
+	registry := newRegistry(exporter, *procPath, !*disableExpMetr)
 
 	// --- remediation wiring (issue 3) ---
 	// remediation serves POST /remediate; nil unless --remediate.enable.
@@ -171,12 +173,7 @@ func run(args []string) int {
 	if remediation != nil {
 		mux.Handle("/remediate", remediation)
 	}
-	mux.Handle(*metricsPath, promhttp.HandlerFor(registry, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		ErrorLog:            stdlogAdapter{logger},
-		MaxRequestsInFlight: *maxRequests,
-		Registry:            registry,
-	}))
+	mux.Handle(*metricsPath, metricsHandler(registry, *maxRequests, logger))
 	// Probes for Kubernetes and load balancers: the process is up and serving.
 	// They do not read the kernel, so a broken source never restarts the pod.
 	for _, p := range []string{"/-/healthy", "/-/ready"} {
@@ -252,6 +249,28 @@ func run(args []string) int {
 	}
 	level.Info(logger).Log("msg", "stopped")
 	return 0
+}
+
+// newRegistry registers the collectors a scrape runs: the exporter's, its
+// build info and, unless disabled, its own process and Go runtime metrics.
+func newRegistry(exporter prometheus.Collector, procPath string, exporterMetrics bool) *prometheus.Registry {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(exporter, versioncollector.NewCollector(exporterName))
+	if exporterMetrics {
+		registry.MustRegister(processcollector.New(procPath), collectors.NewGoCollector())
+	}
+	return registry
+}
+
+// metricsHandler serves the registry, gzipped at BestSpeed (see fastgzip).
+func metricsHandler(registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
+	return fastgzip.Handler(promhttp.HandlerFor(registry, promhttp.HandlerOpts{
+		DisableCompression:  true,
+		ErrorHandling:       promhttp.ContinueOnError,
+		ErrorLog:            stdlogAdapter{logger},
+		MaxRequestsInFlight: maxRequests,
+		Registry:            registry,
+	}))
 }
 
 // newLogger builds the go-kit logger the packages use and bridges it to the

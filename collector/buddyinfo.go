@@ -31,7 +31,7 @@ func newBuddyinfo(cfg Config, _ log.Logger) (source, error) {
 	return &buddyinfoCollector{pageSize: float64(cfg.PageSize)}, nil
 }
 
-func (c *buddyinfoCollector) update(s *scrape, ch chan<- prometheus.Metric) error {
+func (c *buddyinfoCollector) update(s *scrape, out *samples) error {
 	zones, err := s.buddyinfo()
 	if err != nil {
 		return err
@@ -40,12 +40,12 @@ func (c *buddyinfoCollector) update(s *scrape, ch chan<- prometheus.Metric) erro
 		z := &zones[i]
 		for k, n := range z.Free {
 			o := orderLabels[k]
-			ch <- prometheus.MustNewConstMetric(freeBlocksDesc, prometheus.GaugeValue, float64(n), z.Node, z.Name, o)
-			ch <- prometheus.MustNewConstMetric(freeBytesDesc, prometheus.GaugeValue, float64(n<<k)*c.pageSize, z.Node, z.Name, o)
-			ch <- prometheus.MustNewConstMetric(fragIndexDesc, prometheus.GaugeValue, float64(fragmentation.FragmentationIndex(z.Free, k))/1000, z.Node, z.Name, o)
-			ch <- prometheus.MustNewConstMetric(unusableDesc, prometheus.GaugeValue, float64(fragmentation.UnusableFreeIndex(z.Free, k))/1000, z.Node, z.Name, o)
+			out.add(freeBlocksDesc, prometheus.GaugeValue, float64(n), z.Node, z.Name, o)
+			out.add(freeBytesDesc, prometheus.GaugeValue, float64(n<<k)*c.pageSize, z.Node, z.Name, o)
+			out.add(fragIndexDesc, prometheus.GaugeValue, float64(fragmentation.FragmentationIndex(z.Free, k))/1000, z.Node, z.Name, o)
+			out.add(unusableDesc, prometheus.GaugeValue, float64(fragmentation.UnusableFreeIndex(z.Free, k))/1000, z.Node, z.Name, o)
 		}
-		ch <- prometheus.MustNewConstMetric(largestOrderDesc, prometheus.GaugeValue, float64(z.LargestFreeOrder()), z.Node, z.Name)
+		out.add(largestOrderDesc, prometheus.GaugeValue, float64(z.LargestFreeOrder()), z.Node, z.Name)
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ type KmsgConfig struct {
 // exist on this system (a kernel without compaction, a container without
 // /sys), which is reported but not logged as a failure.
 type source interface {
-	update(s *scrape, ch chan<- prometheus.Metric) error
+	update(s *scrape, out *samples) error
 }
 
 // factory makes a source. Constructors do the expensive setup once.
@@ -93,6 +93,7 @@ func Available() []Info {
 type namedSource struct {
 	name    string
 	source  source
+	out     samples
 	lastErr string // last error logged, so a persisting failure logs once
 }
 
@@ -102,6 +103,7 @@ type Exporter struct {
 	mu      sync.Mutex // one scrape at a time: the sources reuse their buffers
 	sources []*namedSource
 	scrape  scrape
+	status  samples // the success and duration of each collector
 }
 
 var (
@@ -109,7 +111,7 @@ var (
 		"1 if the collector's last scrape worked; 0 means its kernel source is absent or unreadable (see the exporter log).",
 		[]string{"collector"}, nil)
 	durationDesc = prometheus.NewDesc(namespace+"_scrape_collector_duration_seconds",
-		"How long the collector's last scrape took.", []string{"collector"}, nil)
+		"How long the collector took in the last scrape to read its kernel source and compute its samples (the registry's encoding of them not included).", []string{"collector"}, nil)
 )
 
 // New builds an Exporter with the collectors cfg enables.
@@ -167,23 +169,29 @@ func (e *Exporter) Enabled() []string {
 // orders, nodes), so the Exporter is an unchecked collector.
 func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
 
-// Collect runs every enabled collector once.
+// Collect runs every enabled collector once. A collector's duration is the
+// time it took to read its source and compute its samples; handing the
+// samples to the registry comes after.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.scrape.reset()
+	e.status.reset()
 	for _, s := range e.sources {
+		s.out.reset()
 		start := time.Now()
-		err := s.source.update(&e.scrape, ch)
+		err := s.source.update(&e.scrape, &s.out)
 		d := time.Since(start).Seconds()
+		s.out.send(ch)
 		e.report(s, err)
 		ok := 1.0
 		if err != nil {
 			ok = 0
 		}
-		ch <- prometheus.MustNewConstMetric(successDesc, prometheus.GaugeValue, ok, s.name)
-		ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, d, s.name)
+		e.status.add(successDesc, prometheus.GaugeValue, ok, s.name)
+		e.status.add(durationDesc, prometheus.GaugeValue, d, s.name)
 	}
+	e.status.send(ch)
 }
 
 // report logs a collector's failure once, when it starts or changes, and its

@@ -41,7 +41,7 @@ func newCompaction(cfg Config, logger log.Logger) (source, error) {
 	}, nil
 }
 
-func (c *compactionCollector) update(s *scrape, ch chan<- prometheus.Metric) error {
+func (c *compactionCollector) update(s *scrape, out *samples) error {
 	zones, err := s.buddyinfo()
 	if err != nil {
 		return err
@@ -54,9 +54,9 @@ func (c *compactionCollector) update(s *scrape, ch chan<- prometheus.Metric) err
 		return err
 	}
 	for _, sc := range c.scores {
-		ch <- prometheus.MustNewConstMetric(scoreDesc, prometheus.GaugeValue, float64(sc.Score), sc.Node)
+		out.add(scoreDesc, prometheus.GaugeValue, float64(sc.Score), sc.Node)
 	}
-	ch <- prometheus.MustNewConstMetric(scoreOrderDesc, prometheus.GaugeValue, float64(c.order))
+	out.add(scoreOrderDesc, prometheus.GaugeValue, float64(c.order))
 
 	var proactiveness uint64
 	err = c.proactiveness.Do(func(data []byte) error {
@@ -76,8 +76,8 @@ func (c *compactionCollector) update(s *scrape, ch chan<- prometheus.Metric) err
 	}
 	if proactiveness > 0 {
 		low, high := fragmentation.ProactiveThresholds(proactiveness)
-		ch <- prometheus.MustNewConstMetric(thresholdDesc, prometheus.GaugeValue, float64(low), "low")
-		ch <- prometheus.MustNewConstMetric(thresholdDesc, prometheus.GaugeValue, float64(high), "high")
+		out.add(thresholdDesc, prometheus.GaugeValue, float64(low), "low")
+		out.add(thresholdDesc, prometheus.GaugeValue, float64(high), "high")
 	}
 	return nil
 }

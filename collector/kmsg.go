@@ -240,7 +240,7 @@ func (c *kmsgCollector) observe(rec *kmsgRecord, counting bool, ts float64) {
 	}
 }
 
-func (c *kmsgCollector) update(s *scrape, ch chan<- prometheus.Metric) error {
+func (c *kmsgCollector) update(s *scrape, out *samples) error {
 	c.mu.Lock()
 	if !c.running && !c.closed {
 		c.err = c.startLocked()
@@ -264,14 +264,14 @@ func (c *kmsgCollector) update(s *scrape, ch chan<- prometheus.Metric) error {
 	}
 	for k := range failures {
 		if k < orders || failures[k] > 0 {
-			ch <- prometheus.MustNewConstMetric(allocFailuresDesc, prometheus.CounterValue, float64(failures[k]), orderLabels[k])
+			out.add(allocFailuresDesc, prometheus.CounterValue, float64(failures[k]), orderLabels[k])
 		}
 		if last[k] > 0 {
-			ch <- prometheus.MustNewConstMetric(allocFailureLastDesc, prometheus.GaugeValue, last[k], orderLabels[k])
+			out.add(allocFailureLastDesc, prometheus.GaugeValue, last[k], orderLabels[k])
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(kmsgOverrunsDesc, prometheus.CounterValue, float64(overruns))
-	ch <- prometheus.MustNewConstMetric(kmsgLostDesc, prometheus.CounterValue, float64(lost))
+	out.add(kmsgOverrunsDesc, prometheus.CounterValue, float64(overruns))
+	out.add(kmsgLostDesc, prometheus.CounterValue, float64(lost))
 	return nil
 }
 

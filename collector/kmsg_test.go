@@ -363,7 +363,10 @@ type kmsgScrape struct {
 func (k kmsgScrape) Describe(chan<- *prometheus.Desc) {}
 func (k kmsgScrape) Collect(ch chan<- prometheus.Metric) {
 	s := scrape{src: k.src}
-	_ = k.c.update(&s, ch)
+	var out samples
+	out.reset()
+	_ = k.c.update(&s, &out)
+	out.send(ch)
 }
 
 func FuzzKmsgRecord(f *testing.F) {

@@ -1,15 +1,11 @@
 package collector
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"testing"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // newLiveExporter builds an Exporter on this machine's /proc and /sys, or
@@ -54,44 +50,6 @@ func BenchmarkLiveCollect(b *testing.B) {
 				e.Collect(ch)
 				for len(ch) > 0 {
 					<-ch
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkLiveScrapeHTTP is one whole scrape as main serves it: the default
-// collectors on the real kernel files plus the process and Go collectors,
-// through promhttp with gzip. This is what bench/compare.sh loads; profile it
-// with -cpuprofile/-memprofile.
-func BenchmarkLiveScrapeHTTP(b *testing.B) {
-	for _, tc := range []struct {
-		name     string
-		runtime  bool // process_* and go_* as main registers by default
-		encoding string
-	}{
-		{"default-gzip", true, "gzip"},
-		{"no-exporter-metrics-gzip", false, "gzip"},
-		{"default-identity", true, ""},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			e := newLiveExporter(b, nil)
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(e)
-			if tc.runtime {
-				reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
-			}
-			h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Registry: reg})
-			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-			if tc.encoding != "" {
-				req.Header.Set("Accept-Encoding", tc.encoding)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != http.StatusOK {
-					b.Fatalf("status %d: %s", w.Code, w.Body)
 				}
 			}
 		})

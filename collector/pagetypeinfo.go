@@ -81,7 +81,7 @@ func newPagetypeinfo(cfg Config, _ log.Logger) (source, error) {
 	}, nil
 }
 
-func (c *pagetypeinfoCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
+func (c *pagetypeinfoCollector) update(_ *scrape, out *samples) error {
 	if now := c.now(); c.readAt.IsZero() || now.Sub(c.readAt) >= c.minInterval {
 		// A failed read is also served until the interval ends: the file is
 		// touched at most once per interval whatever happened last time.
@@ -92,25 +92,25 @@ func (c *pagetypeinfoCollector) update(_ *scrape, ch chan<- prometheus.Metric) e
 			c.err = fmt.Errorf("%w (the file is mode 0400: run as root or turn off --collector.pagetypeinfo)", c.err)
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(pagetypeReadDurationDesc, prometheus.GaugeValue, c.duration.Seconds())
+	out.add(pagetypeReadDurationDesc, prometheus.GaugeValue, c.duration.Seconds())
 	if c.err != nil {
 		return c.err
 	}
-	ch <- prometheus.MustNewConstMetric(pagetypeReadTimeDesc, prometheus.GaugeValue, float64(c.readAt.UnixNano())/1e9)
-	ch <- prometheus.MustNewConstMetric(pageblockOrderDesc, prometheus.GaugeValue, float64(c.parsed.pageblockOrder))
+	out.add(pagetypeReadTimeDesc, prometheus.GaugeValue, float64(c.readAt.UnixNano())/1e9)
+	out.add(pageblockOrderDesc, prometheus.GaugeValue, float64(c.parsed.pageblockOrder))
 	for i := range c.parsed.free {
 		l := &c.parsed.free[i]
 		for k, n := range l.counts {
 			o := orderLabels[k]
-			ch <- prometheus.MustNewConstMetric(pagetypeFreeDesc, prometheus.GaugeValue, float64(n), l.node, l.zone, l.migratetype, o)
+			out.add(pagetypeFreeDesc, prometheus.GaugeValue, float64(n), l.node, l.zone, l.migratetype, o)
 			if l.capped&(1<<k) != 0 {
-				ch <- prometheus.MustNewConstMetric(pagetypeCappedDesc, prometheus.GaugeValue, 1, l.node, l.zone, l.migratetype, o)
+				out.add(pagetypeCappedDesc, prometheus.GaugeValue, 1, l.node, l.zone, l.migratetype, o)
 			}
 		}
 	}
 	for i := range c.parsed.blocks {
 		b := &c.parsed.blocks[i]
-		ch <- prometheus.MustNewConstMetric(pageblocksDesc, prometheus.GaugeValue, float64(b.count), b.node, b.zone, b.migratetype)
+		out.add(pageblocksDesc, prometheus.GaugeValue, float64(b.count), b.node, b.zone, b.migratetype)
 	}
 	return nil
 }

@@ -269,8 +269,8 @@ func TestPagetypeinfoMissingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := make(chan prometheus.Metric, 10)
-	if err := src.update(nil, ch); !errors.Is(err, errNotExist) {
+	var out samples
+	if err := src.update(nil, &out); !errors.Is(err, errNotExist) {
 		t.Errorf("update without the file = %v, want not-exist", err)
 	}
 }
@@ -490,7 +490,10 @@ type singleSource struct{ s source }
 func (c singleSource) Describe(chan<- *prometheus.Desc) {}
 func (c singleSource) Collect(ch chan<- prometheus.Metric) {
 	var s scrape
-	_ = c.s.update(&s, ch)
+	var out samples
+	out.reset()
+	_ = c.s.update(&s, &out)
+	out.send(ch)
 }
 
 // BenchmarkPagetypeinfoLive reads and parses the running kernel's file: the
@@ -505,14 +508,12 @@ func BenchmarkPagetypeinfoLive(b *testing.B) {
 	}
 	c := src.(*pagetypeinfoCollector)
 	defer c.close()
-	ch := make(chan prometheus.Metric, 4096)
+	var out samples
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := c.update(nil, ch); err != nil {
+		out.reset()
+		if err := c.update(nil, &out); err != nil {
 			b.Fatal(err)
-		}
-		for len(ch) > 0 {
-			<-ch
 		}
 	}
 }

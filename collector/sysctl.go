@@ -69,7 +69,7 @@ func newSysctl(cfg Config, _ log.Logger) (source, error) {
 // update exports every knob this kernel has. Knobs a kernel lacks (defrag_mode
 // before 6.15, THP when not built in) are skipped; only when none exists, or
 // one is unreadable or malformed, does the collector report failure.
-func (c *sysctlCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
+func (c *sysctlCollector) update(_ *scrape, out *samples) error {
 	found := 0
 	var errs []error
 	for _, v := range c.values {
@@ -80,7 +80,7 @@ func (c *sysctlCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
 			if !ok {
 				return fmt.Errorf("%s: %q is not an integer", v.file.Path(), w)
 			}
-			ch <- prometheus.MustNewConstMetric(v.desc, prometheus.GaugeValue, float64(n)*v.scale)
+			out.add(v.desc, prometheus.GaugeValue, float64(n)*v.scale)
 			return nil
 		})
 		switch {
@@ -91,7 +91,7 @@ func (c *sysctlCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
 		}
 	}
 	for _, m := range c.modes {
-		err := m.file.Do(func(data []byte) error { return emitModes(data, m, ch) })
+		err := m.file.Do(func(data []byte) error { return emitModes(data, m, out) })
 		switch {
 		case err == nil:
 			found++
@@ -157,7 +157,7 @@ func isModeName(b []byte) bool {
 	return true
 }
 
-func emitModes(data []byte, m thpMode, ch chan<- prometheus.Metric) error {
+func emitModes(data []byte, m thpMode, out *samples) error {
 	modes, err := parseModes(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.file.Path(), err)
@@ -167,7 +167,7 @@ func emitModes(data []byte, m thpMode, ch chan<- prometheus.Metric) error {
 		if i == modes.active {
 			v = 1
 		}
-		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, v, string(modes.names[i]))
+		out.add(m.desc, prometheus.GaugeValue, v, string(modes.names[i]))
 	}
 	return nil
 }

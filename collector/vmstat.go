@@ -55,7 +55,10 @@ type vmstatMetric struct {
 type vmstatCollector struct {
 	file    *procfile.File
 	metrics map[string]vmstatMetric // by vmstat key
-	values  []vmstatValue           // parsed before emitting, reused
+	// initials marks the first bytes of the wanted keys, so the ~200 other
+	// lines are skipped without being split or looked up.
+	initials [256]bool
+	values   []vmstatValue // parsed before emitting, reused
 }
 
 type vmstatValue struct {
@@ -81,12 +84,15 @@ func newVmstat(cfg Config, _ log.Logger) (source, error) {
 	for suffix, zone := range allocstallZones {
 		c.metrics["allocstall_"+suffix] = vmstatMetric{allocstallDesc, []string{zone}}
 	}
+	for key := range c.metrics {
+		c.initials[key[0]] = true
+	}
 	return c, nil
 }
 
 // update parses the whole file before emitting, so a malformed file yields
 // an error and no half-read counters.
-func (c *vmstatCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
+func (c *vmstatCollector) update(_ *scrape, out *samples) error {
 	err := c.file.Do(func(data []byte) error {
 		var err error
 		c.values, err = c.parse(data, c.values)
@@ -96,7 +102,7 @@ func (c *vmstatCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
 		return fmt.Errorf("%s: %w", c.file.Path(), err)
 	}
 	for _, v := range c.values {
-		ch <- prometheus.MustNewConstMetric(v.metric.desc, prometheus.CounterValue, v.value, v.metric.labels...)
+		out.add(v.metric.desc, prometheus.CounterValue, v.value, v.metric.labels...)
 	}
 	return nil
 }
@@ -105,6 +111,9 @@ func (c *vmstatCollector) update(_ *scrape, ch chan<- prometheus.Metric) error {
 func (c *vmstatCollector) parse(data []byte, dst []vmstatValue) ([]vmstatValue, error) {
 	values := dst[:0]
 	err := procfile.Lines(data, func(line []byte) error {
+		if len(line) == 0 || !c.initials[line[0]] {
+			return nil
+		}
 		f := procfile.Fields{Rest: line}
 		key := f.Next()
 		m, ok := c.metrics[string(key)]

@@ -29,7 +29,7 @@ func newZoneinfo(cfg Config, _ log.Logger) (source, error) {
 	return &zoneinfoCollector{pageSize: float64(cfg.PageSize)}, nil
 }
 
-func (c *zoneinfoCollector) update(s *scrape, ch chan<- prometheus.Metric) error {
+func (c *zoneinfoCollector) update(s *scrape, out *samples) error {
 	infos, err := s.zoneinfo()
 	if err != nil {
 		return err
@@ -42,21 +42,21 @@ func (c *zoneinfoCollector) update(s *scrape, ch chan<- prometheus.Metric) error
 		}
 		n, name := z.Node, z.Name
 		if z.HasManaged {
-			ch <- prometheus.MustNewConstMetric(zoneManagedDesc, prometheus.GaugeValue, bytes(z.Managed), n, name)
+			out.add(zoneManagedDesc, prometheus.GaugeValue, bytes(z.Managed), n, name)
 		}
-		ch <- prometheus.MustNewConstMetric(zonePresentDesc, prometheus.GaugeValue, bytes(z.Present), n, name)
-		ch <- prometheus.MustNewConstMetric(zoneSpannedDesc, prometheus.GaugeValue, bytes(z.Spanned), n, name)
-		ch <- prometheus.MustNewConstMetric(watermarkDesc, prometheus.GaugeValue, bytes(z.Min), n, name, "min")
-		ch <- prometheus.MustNewConstMetric(watermarkDesc, prometheus.GaugeValue, bytes(z.Low), n, name, "low")
-		ch <- prometheus.MustNewConstMetric(watermarkDesc, prometheus.GaugeValue, bytes(z.High), n, name, "high")
+		out.add(zonePresentDesc, prometheus.GaugeValue, bytes(z.Present), n, name)
+		out.add(zoneSpannedDesc, prometheus.GaugeValue, bytes(z.Spanned), n, name)
+		out.add(watermarkDesc, prometheus.GaugeValue, bytes(z.Min), n, name, "min")
+		out.add(watermarkDesc, prometheus.GaugeValue, bytes(z.Low), n, name, "low")
+		out.add(watermarkDesc, prometheus.GaugeValue, bytes(z.High), n, name, "high")
 		if z.HasPromo {
-			ch <- prometheus.MustNewConstMetric(watermarkDesc, prometheus.GaugeValue, bytes(z.Promo), n, name, "promo")
+			out.add(watermarkDesc, prometheus.GaugeValue, bytes(z.Promo), n, name, "promo")
 		}
 		if z.HasBoost {
-			ch <- prometheus.MustNewConstMetric(boostDesc, prometheus.GaugeValue, bytes(z.Boost), n, name)
+			out.add(boostDesc, prometheus.GaugeValue, bytes(z.Boost), n, name)
 		}
 		if z.HasFreePagesBlocks {
-			ch <- prometheus.MustNewConstMetric(freeBlocksBytesDesc, prometheus.GaugeValue, bytes(z.FreePagesBlocks), n, name)
+			out.add(freeBlocksBytesDesc, prometheus.GaugeValue, bytes(z.FreePagesBlocks), n, name)
 		}
 	}
 	return nil

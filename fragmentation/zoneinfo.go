@@ -1,6 +1,7 @@
 package fragmentation
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/memfrag/memfrag_exporter/internal/procfile"
@@ -28,6 +29,9 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 	lineNo := 0
 	err := procfile.Lines(data, func(line []byte) error {
 		lineNo++
+		if !mayBeZoneinfoKey(line) {
+			return nil
+		}
 		f := procfile.Fields{Rest: line}
 		key := f.Next()
 		if key == nil {
@@ -110,4 +114,24 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 		return zones, fmt.Errorf("malformed zoneinfo: no zones")
 	}
 	return zones, nil
+}
+
+// mayBeZoneinfoKey cheaply rules out most of zoneinfo's lines (per-node and
+// per-zone counters, pagesets) by the first byte of their key, before they
+// are split into fields: a scrape parses the file every time.
+func mayBeZoneinfoKey(line []byte) bool {
+	i := 0
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	if i == len(line) {
+		return false
+	}
+	switch line[i] {
+	case 'N', 'p', 'b', 'm', 'l', 'h', 's', 'c':
+		return true
+	case 'n':
+		return bytes.HasPrefix(line[i:], []byte("nr_free_pages_blocks"))
+	}
+	return false
 }

@@ -1,0 +1,203 @@
+// Package processcollector exports the exporter's own process_* metrics,
+// the same names, help and values as client_golang's process collector, at a
+// fraction of its cost.
+//
+// client_golang's collector re-reads and re-parses /proc/stat (only for the
+// boot time), /proc/self/limits and /proc/self/net/netstat through procfs on
+// every scrape: about a third of a millisecond, more than all of this
+// exporter's kernel collectors together. Here /proc/self/stat and
+// net/netstat are read through kept descriptors, the start time is computed
+// once, and the limits come from getrlimit(2), which is what /proc/self/limits
+// prints.
+package processcollector
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
+)
+
+// userHZ is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// architecture Linux and Go support.
+const userHZ = 100
+
+// Collector is a prometheus.Collector for this process.
+type Collector struct {
+	procPath      string
+	stat, netstat *procfile.File
+	pageSize      float64
+	start         float64 // seconds since the epoch; 0 if unknown
+
+	cpu, fds, maxFDs, vsize, maxVsize, rss, startTime, in, out *prometheus.Desc
+}
+
+// New returns a Collector reading procPath/self (normally /proc/self).
+func New(procPath string) *Collector {
+	d := func(n, h string) *prometheus.Desc { return prometheus.NewDesc(n, h, nil, nil) }
+	c := &Collector{
+		procPath:  procPath,
+		stat:      procfile.New(filepath.Join(procPath, "self/stat")),
+		netstat:   procfile.New(filepath.Join(procPath, "self/net/netstat")),
+		pageSize:  float64(os.Getpagesize()),
+		cpu:       d("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."),
+		fds:       d("process_open_fds", "Number of open file descriptors."),
+		maxFDs:    d("process_max_fds", "Maximum number of open file descriptors."),
+		vsize:     d("process_virtual_memory_bytes", "Virtual memory size in bytes."),
+		maxVsize:  d("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes."),
+		rss:       d("process_resident_memory_bytes", "Resident memory size in bytes."),
+		startTime: d("process_start_time_seconds", "Start time of the process since unix epoch in seconds."),
+		in:        d("process_network_receive_bytes_total", "Number of bytes received by the process over the network."),
+		out:       d("process_network_transmit_bytes_total", "Number of bytes sent by the process over the network."),
+	}
+	var st procStat
+	if c.stat.Do(func(b []byte) error { return st.parse(b) }) == nil {
+		if btime, err := bootTime(filepath.Join(procPath, "stat")); err == nil {
+			c.start = float64(btime) + float64(st.startTicks)/userHZ
+		}
+	}
+	return c
+}
+
+// procStat holds the fields of /proc/<pid>/stat this collector exports.
+type procStat struct {
+	utime, stime, startTicks, vsize, rssPages uint64
+}
+
+// parse reads /proc/<pid>/stat. Fields are counted after the command name's
+// closing parenthesis, since the name may contain spaces and parentheses.
+func (s *procStat) parse(b []byte) error {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return errors.New("malformed stat: no command name")
+	}
+	f := procfile.Fields{Rest: b[i+1:]}
+	// Field 3 (state) is the first after ")"; utime is 14, stime 15,
+	// starttime 22, vsize 23, rss 24.
+	for n := 3; n <= 24; n++ {
+		w := f.Next()
+		if w == nil {
+			return fmt.Errorf("malformed stat: %d fields", n-1)
+		}
+		var dst *uint64
+		switch n {
+		case 14:
+			dst = &s.utime
+		case 15:
+			dst = &s.stime
+		case 22:
+			dst = &s.startTicks
+		case 23:
+			dst = &s.vsize
+		case 24:
+			dst = &s.rssPages
+		default:
+			continue
+		}
+		v, ok := procfile.ParseUint(w)
+		if !ok {
+			return fmt.Errorf("malformed stat: field %d is %q", n, w)
+		}
+		*dst = v
+	}
+	return nil
+}
+
+func bootTime(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.Index(b, []byte("\nbtime "))
+	if i < 0 {
+		return 0, fmt.Errorf("%s: no btime", path)
+	}
+	f := procfile.Fields{Rest: b[i+len("\nbtime "):]}
+	v, ok := procfile.ParseUint(f.Next())
+	if !ok {
+		return 0, fmt.Errorf("%s: malformed btime", path)
+	}
+	return v, nil
+}
+
+// Describe sends the descriptors of every metric.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.cpu, c.fds, c.maxFDs, c.vsize, c.maxVsize, c.rss, c.startTime, c.in, c.out} {
+		ch <- d
+	}
+}
+
+// Collect reads the process's figures. A figure that cannot be read is left
+// out, as client_golang does without ReportErrors.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	var st procStat
+	if c.stat.Do(func(b []byte) error { return st.parse(b) }) == nil {
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(st.utime+st.stime)/userHZ)
+		ch <- prometheus.MustNewConstMetric(c.vsize, prometheus.GaugeValue, float64(st.vsize))
+		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, float64(st.rssPages)*c.pageSize)
+		if c.start > 0 {
+			ch <- prometheus.MustNewConstMetric(c.startTime, prometheus.GaugeValue, c.start)
+		}
+	}
+	if n, err := openFDs(filepath.Join(c.procPath, "self/fd")); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.fds, prometheus.GaugeValue, float64(n))
+	}
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil {
+		ch <- prometheus.MustNewConstMetric(c.maxFDs, prometheus.GaugeValue, float64(rl.Cur))
+	}
+	if syscall.Getrlimit(syscall.RLIMIT_AS, &rl) == nil {
+		ch <- prometheus.MustNewConstMetric(c.maxVsize, prometheus.GaugeValue, float64(rl.Cur))
+	}
+	var in, out float64
+	if c.netstat.Do(func(b []byte) error { in, out = ipExtOctets(b); return nil }) == nil {
+		ch <- prometheus.MustNewConstMetric(c.in, prometheus.CounterValue, in)
+		ch <- prometheus.MustNewConstMetric(c.out, prometheus.CounterValue, out)
+	}
+}
+
+// openFDs counts the entries of /proc/self/fd, less the one reading it.
+func openFDs(dir string) (int, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	return len(names) - 1, err
+}
+
+// ipExtOctets reads InOctets and OutOctets of net/netstat's "IpExt:" name
+// and value lines (the network namespace's totals, as client_golang reports
+// them); 0 when absent.
+func ipExtOctets(b []byte) (in, out float64) {
+	i := bytes.Index(b, []byte("IpExt:"))
+	if i < 0 {
+		return 0, 0
+	}
+	j := bytes.Index(b[i+1:], []byte("IpExt:"))
+	if j < 0 {
+		return 0, 0
+	}
+	names, values := b[i:i+1+j], b[i+1+j:]
+	if k := bytes.IndexByte(values, '\n'); k >= 0 {
+		values = values[:k]
+	}
+	hdr, val := procfile.Fields{Rest: names}, procfile.Fields{Rest: values}
+	for h := hdr.Next(); h != nil; h = hdr.Next() {
+		n, _ := procfile.ParseUint(val.Next())
+		switch string(h) {
+		case "InOctets":
+			in = float64(n)
+		case "OutOctets":
+			out = float64(n)
+		}
+	}
+	return in, out
+}

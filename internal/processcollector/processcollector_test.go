@@ -1,0 +1,133 @@
+package processcollector
+
+import (
+	"math"
+	"os"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func gather(t testing.TB, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		out[mf.GetName()] = value(m)
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+// The same metrics, help and (within what moves between two reads) values
+// as client_golang's process collector, which node_exporter and most
+// exporters serve.
+func TestMatchesClientGolang(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc on this machine")
+	}
+	ref := gather(t, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ours := gather(t, New("/proc"))
+	if len(ours) != len(ref) {
+		t.Fatalf("ours exports %d metrics, client_golang %d: %v vs %v", len(ours), len(ref), ours, ref)
+	}
+	for name, want := range ref {
+		got, ok := ours[name]
+		if !ok {
+			t.Errorf("%s missing", name)
+			continue
+		}
+		tolerance := 0.0
+		switch name {
+		case "process_cpu_seconds_total":
+			tolerance = 0.05
+		case "process_resident_memory_bytes", "process_virtual_memory_bytes":
+			tolerance = 0.05 * want // the two reads allocate in between
+		case "process_open_fds":
+			tolerance = 1
+		case "process_start_time_seconds":
+			tolerance = 0.011
+		case "process_network_receive_bytes_total", "process_network_transmit_bytes_total":
+			tolerance = 1 << 20 // other traffic in the namespace between the reads
+		}
+		if math.Abs(got-want) > tolerance {
+			t.Errorf("%s = %v, client_golang %v", name, got, want)
+		}
+	}
+	// help strings are the same too
+	descs := func(c prometheus.Collector) map[string]string {
+		ch := make(chan *prometheus.Desc, 16)
+		c.Describe(ch)
+		close(ch)
+		m := map[string]string{}
+		for d := range ch {
+			m[d.String()] = ""
+		}
+		return m
+	}
+	r, o := descs(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})), descs(New("/proc"))
+	for d := range r {
+		if _, ok := o[d]; !ok {
+			t.Errorf("descriptor differs from client_golang's: %s", d)
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	var s procStat
+	// a command name with spaces and a parenthesis
+	line := []byte("42 (my (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 150 25 0 0 20 0 7 0 12345 1048576 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
+	if err := s.parse(line); err != nil {
+		t.Fatal(err)
+	}
+	if s != (procStat{utime: 150, stime: 25, startTicks: 12345, vsize: 1048576, rssPages: 300}) {
+		t.Errorf("parsed %+v", s)
+	}
+	for _, bad := range []string{"", "42 name S 1", "42 (x) S 1 2 3", "42 (x) S 1 42 42 0 -1 4194560 100 0 0 0 x 25 0 0 20 0 7 0 12345 1048576 300"} {
+		if err := (&procStat{}).parse([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestIPExtOctets(t *testing.T) {
+	b := []byte("TcpExt: A B\nTcpExt: 1 2\nIpExt: InNoRoutes InOctets OutOctets\nIpExt: 0 1234 5678\nMPTcpExt: X\nMPTcpExt: 9\n")
+	if in, out := ipExtOctets(b); in != 1234 || out != 5678 {
+		t.Errorf("in %v out %v", in, out)
+	}
+	if in, out := ipExtOctets([]byte("TcpExt: A\nTcpExt: 1\n")); in != 0 || out != 0 {
+		t.Errorf("absent: in %v out %v", in, out)
+	}
+}
+
+func BenchmarkCollect(b *testing.B) {
+	for name, c := range map[string]prometheus.Collector{
+		"ours":          New("/proc"),
+		"client_golang": collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		b.Run(name, func(b *testing.B) {
+			ch := make(chan prometheus.Metric, 64)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.Collect(ch)
+				for len(ch) > 0 {
+					<-ch
+				}
+			}
+		})
+	}
+}
