@@ -182,6 +182,9 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		start := time.Now()
 		err := s.source.update(&e.scrape, &s.out)
 		d := time.Since(start).Seconds()
+		if err == nil {
+			err = s.out.err
+		}
 		s.out.send(ch)
 		e.report(s, err)
 		ok := 1.0

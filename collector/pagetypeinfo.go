@@ -294,6 +294,9 @@ func (p *pagetypeinfo) parseTypeColumns(rest []byte) error {
 		if len(p.types) == maxMigrateTypes {
 			return fmt.Errorf("more than %d migrate types", maxMigrateTypes)
 		}
+		if !procfile.IsName(w) {
+			return fmt.Errorf("migrate type %q is not a kernel name", w)
+		}
 		for _, t := range p.types {
 			if t == string(w) {
 				return fmt.Errorf("migrate type %q twice", w)
@@ -346,12 +349,15 @@ func (p *pagetypeinfo) parseFreeRow(line []byte, orders int) error {
 		return fmt.Errorf("want zone name and comma, got %q", zone)
 	}
 	zone = zone[:len(zone)-1]
+	if !procfile.IsName(zone) {
+		return fmt.Errorf("zone name %q is not a kernel name", zone)
+	}
 	if w := f.Next(); string(w) != "type" {
 		return fmt.Errorf("want %q, got %q", "type", w)
 	}
 	mig := f.Next()
-	if len(mig) == 0 {
-		return errors.New("missing migrate type")
+	if !procfile.IsName(mig) {
+		return fmt.Errorf("migrate type %q is not a kernel name", mig)
 	}
 	if len(p.free) < cap(p.free) {
 		p.free = p.free[:len(p.free)+1]
@@ -393,6 +399,9 @@ func (p *pagetypeinfo) parseBlocksRow(line []byte) error {
 	node, zone, err := parseNodeZone(&f)
 	if err != nil {
 		return err
+	}
+	if !procfile.IsName(zone) {
+		return fmt.Errorf("zone name %q is not a kernel name", zone)
 	}
 	i := 0
 	for w := f.Next(); w != nil; w = f.Next() {

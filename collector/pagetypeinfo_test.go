@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
 var updateGolden = flag.Bool("update-pagetypeinfo", false, "rewrite testdata/pagetypeinfo/*.golden")
@@ -388,6 +389,7 @@ func FuzzParsePagetypeinfo(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte("Page block order: 9\nFree pages count per migrate type at order 0\nNode 0, zone Z, type T >100000\nNumber of blocks type T\nNode 0, zone Z 1\n"))
+	f.Add([]byte("Page block order: 9\nFree pages count per migrate type at order 0\nNode 0, zone Z, type Unm\xffvable 1\nNumber of blocks type Unm\xffvable\nNode 0, zone Z 1\n"))
 	var reused pagetypeinfo
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fresh pagetypeinfo
@@ -408,7 +410,7 @@ func FuzzParsePagetypeinfo(f *testing.F) {
 		}
 		orders := len(fresh.free[0].counts)
 		for _, l := range fresh.free {
-			if len(l.counts) != orders || l.node == "" || l.zone == "" || l.migratetype == "" {
+			if len(l.counts) != orders || l.node == "" || !procfile.IsName([]byte(l.zone)) || !procfile.IsName([]byte(l.migratetype)) {
 				t.Fatalf("bad row %+v", l)
 			}
 			if l.capped>>orders != 0 {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
+
 	"github.com/go-kit/log"
 )
 
@@ -39,7 +41,7 @@ func TestVmstatParse(t *testing.T) {
 			}
 			for _, v := range values {
 				for _, l := range v.metric.labels {
-					if !isVmstatName([]byte(strings.ToLower(l))) {
+					if !procfile.IsName([]byte(strings.ToLower(l))) {
 						t.Errorf("label value %q", l)
 					}
 				}
@@ -118,7 +120,7 @@ func FuzzParseModes(f *testing.F) {
 			t.Fatalf("active %d of %d", m.active, m.n)
 		}
 		for i := 0; i < m.n; i++ {
-			if !isModeName(m.names[i]) {
+			if !procfile.IsName(m.names[i]) {
 				t.Fatalf("mode %q", m.names[i])
 			}
 		}

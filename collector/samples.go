@@ -17,6 +17,7 @@ type samples struct {
 	slots []seriesSlot
 	next  int
 	buf   []cachedMetric
+	err   error // the first sample refused (invalid label value)
 }
 
 type seriesSlot struct {
@@ -53,26 +54,34 @@ func (m *cachedMetric) Write(out *dto.Metric) error {
 // reset starts a scrape. The previous scrape's metrics may still be in the
 // registry's hands (concurrent scrapes), so each scrape gets a new buffer.
 func (s *samples) reset() {
-	s.next = 0
+	s.next, s.err = 0, nil
 	s.buf = make([]cachedMetric, 0, max(len(s.slots), 8))
 }
 
-// add records one sample. Label values must be valid UTF-8 (the parsers
-// check what they take from kernel files); an invalid one panics, as in
-// prometheus.MustNewConstMetric.
+// add records one sample. A sample prometheus would refuse (a label value
+// that is not valid UTF-8: the parsers check names, this is the last line of
+// defence) is dropped and remembered as the collector's error, so a bad
+// kernel file can never panic the scrape.
 func (s *samples) add(desc *prometheus.Desc, typ prometheus.ValueType, v float64, values ...string) {
 	if s.next == len(s.slots) {
 		s.slots = append(s.slots, seriesSlot{})
 	}
 	slot := &s.slots[s.next]
-	s.next++
 	if slot.desc != desc || !equalStrings(slot.values, values) {
+		m, err := prometheus.NewConstMetric(desc, typ, 0, values...)
 		var d dto.Metric
-		if err := prometheus.MustNewConstMetric(desc, typ, 0, values...).Write(&d); err != nil {
-			panic(err)
+		if err == nil {
+			err = m.Write(&d)
+		}
+		if err != nil {
+			if s.err == nil {
+				s.err = err
+			}
+			return
 		}
 		slot.desc, slot.values, slot.pairs = desc, append(slot.values[:0], values...), d.Label
 	}
+	s.next++
 	s.buf = append(s.buf, cachedMetric{desc: desc, labels: slot.pairs, typ: typ, v: v})
 }
 

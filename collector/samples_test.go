@@ -88,3 +88,20 @@ func TestConcurrentScrapes(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A label value prometheus would refuse drops that sample and becomes the
+// collector's error, instead of a panic in the middle of the scrape.
+func TestSamplesRefuseInvalidLabel(t *testing.T) {
+	var s samples
+	s.reset()
+	s.add(largestOrderDesc, prometheus.GaugeValue, 1, "0", "Normal")
+	s.add(largestOrderDesc, prometheus.GaugeValue, 2, "0", "Nor\xffmal")
+	s.add(largestOrderDesc, prometheus.GaugeValue, 3, "1", "Normal")
+	if s.err == nil || len(s.buf) != 2 || s.buf[1].v != 3 {
+		t.Fatalf("err %v, %d samples kept; want an error and the 2 valid samples", s.err, len(s.buf))
+	}
+	s.reset()
+	if s.err != nil {
+		t.Errorf("reset kept the error %v", s.err)
+	}
+}

@@ -131,7 +131,7 @@ func parseModes(data []byte) (thpModes, error) {
 			}
 			w, m.active = w[1:len(w)-1], m.n
 		}
-		if !isModeName(w) {
+		if !procfile.IsName(w) {
 			return m, fmt.Errorf("malformed mode %q", w)
 		}
 		m.names[m.n] = w
@@ -141,20 +141,6 @@ func parseModes(data []byte) (thpModes, error) {
 		return m, fmt.Errorf("no [active] mode in %q", bytes.TrimSpace(data))
 	}
 	return m, nil
-}
-
-// isModeName accepts mode names as the kernel writes them (always,
-// defer+madvise, within_size, ...).
-func isModeName(b []byte) bool {
-	if len(b) == 0 || len(b) > 32 {
-		return false
-	}
-	for _, c := range b {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '+' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func emitModes(data []byte, m thpMode, out *samples) error {

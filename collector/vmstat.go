@@ -119,7 +119,7 @@ func (c *vmstatCollector) parse(data []byte, dst []vmstatValue) ([]vmstatValue, 
 		m, ok := c.metrics[string(key)]
 		if !ok {
 			zone, isStall := bytes.CutPrefix(key, []byte("allocstall_"))
-			if !isStall || !isVmstatName(zone) {
+			if !isStall || !procfile.IsName(zone) {
 				return nil
 			}
 			// A zone this table does not know: keep the kernel's name.
@@ -137,20 +137,6 @@ func (c *vmstatCollector) parse(data []byte, dst []vmstatValue) ([]vmstatValue, 
 		err = errors.New("malformed vmstat: none of the expected counters")
 	}
 	return values, err
-}
-
-// isVmstatName accepts the kernel's counter-name alphabet, keeping odd bytes
-// out of label values.
-func isVmstatName(b []byte) bool {
-	if len(b) == 0 || len(b) > 32 {
-		return false
-	}
-	for _, c := range b {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *vmstatCollector) close() error { return c.file.Close() }

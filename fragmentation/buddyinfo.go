@@ -75,6 +75,11 @@ func ParseBuddyinfo(data []byte, dst []Zone) ([]Zone, error) {
 		if err := parseLine(line, z); err != nil {
 			return zones, fmt.Errorf("%w: line %d: %w", ErrMalformed, lineNo, err)
 		}
+		for i := range zones[:len(zones)-1] {
+			if zones[i].Node == z.Node && zones[i].Name == z.Name {
+				return zones, fmt.Errorf("%w: line %d: zone %s of node %s listed twice", ErrMalformed, lineNo, z.Name, z.Node)
+			}
+		}
 		if orders < 0 {
 			orders = len(z.Free)
 		} else if len(z.Free) != orders {
@@ -104,7 +109,7 @@ func parseLine(line []byte, z *Zone) error {
 		return fmt.Errorf("want %q, got %q", "zone", w)
 	}
 	name := f.Next()
-	if !isZoneName(name) {
+	if !procfile.IsName(name) {
 		return fmt.Errorf("zone name %q is not a kernel zone name", name)
 	}
 	if string(node) != z.Node { // the comparison does not allocate
@@ -134,19 +139,4 @@ func parseLine(line []byte, z *Zone) error {
 		return fmt.Errorf("zone %s has no free counts", name)
 	}
 	return nil
-}
-
-// isZoneName accepts what the kernel names zones (DMA, DMA32, Normal,
-// HighMem, Movable, Device): ASCII letters, digits, '_' and '-'. It keeps
-// control characters and odd bytes out of label values.
-func isZoneName(b []byte) bool {
-	if len(b) == 0 || len(b) > 32 {
-		return false
-	}
-	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -31,6 +31,7 @@ func TestParseBuddyinfo(t *testing.T) {
 		{"NaN", "Node 0, zone DMA NaN\n", nil, "not a count"},
 		{"overflow", "Node 0, zone DMA 99999999999999999999\n", nil, "not a count"},
 		{"implausible", "Node 0, zone DMA 0 0 0 0 0 0 0 0 0 0 1125899906842624\n", nil, "implausibly large"},
+		{"zone listed twice", "Node 0, zone Normal 1 2\nNode 1, zone Normal 1 2\nNode 0, zone Normal 3 4\n", nil, "zone Normal of node 0 listed twice"},
 		{"mismatched orders", "Node 0, zone DMA 1 2 3\nNode 0, zone Normal 1 2\n", nil, "has 2 orders, earlier lines 3"},
 		{"no counts", "Node 0, zone DMA\n", nil, "no free counts"},
 		{"no comma", "Node 0 zone DMA 1\n", nil, "node id and comma"},

@@ -70,25 +70,11 @@ func SuitableFreePages(free []uint64, order int) uint64 {
 	return contigInfo(free, order).blocksSuitable << order
 }
 
-// ScoredZone is a zone as the proactive-compaction score sees it.
-type ScoredZone struct {
-	PresentPages uint64   // zone->present_pages (zoneinfo "present")
-	Free         []uint64 // free blocks by order (buddyinfo); nil if not populated
-}
-
-// NodeScore is the kernel's fragmentation_score_node (0..100): each populated
+// weightedZoneScore is the kernel's fragmentation_score_zone_weighted: the
 // zone's unusable percentage at the order, weighted by its present pages over
-// the node's present pages (+1), summed. nodePresentPages is
-// pgdat->node_present_pages, the sum of present pages of all the node's zones.
-func NodeScore(zones []ScoredZone, nodePresentPages uint64, order int) uint64 {
-	var score uint64
-	for _, z := range zones {
-		if z.PresentPages == 0 {
-			continue // !populated_zone
-		}
-		score += z.PresentPages * extfragForOrder(z.Free, order) / (nodePresentPages + 1)
-	}
-	return score
+// the node's (+1). The node score is the sum over populated zones.
+func weightedZoneScore(free []uint64, presentPages, nodePresentPages uint64, order int) uint64 {
+	return presentPages * extfragForOrder(free, order) / (nodePresentPages + 1)
 }
 
 // ProactiveThresholds are the kernel's fragmentation_score_wmark for a given

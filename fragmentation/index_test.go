@@ -100,24 +100,32 @@ func TestSeedByHand(t *testing.T) {
 	}
 }
 
-func TestNodeScore(t *testing.T) {
-	before := []ScoredZone{
-		{PresentPages: 3998, Free: []uint64{2, 2, 2, 1, 2, 1, 1, 0, 0, 0, 2}},
-		{PresentPages: 1044480, Free: zonesUnderTest["seed DMA32 before"]},
-		{PresentPages: 3932160, Free: zonesUnderTest["seed Normal before"]},
+func TestNodeScores(t *testing.T) {
+	zones := []Zone{
+		{"0", "DMA", []uint64{2, 2, 2, 1, 2, 1, 1, 0, 0, 0, 2}},
+		{"0", "DMA32", zonesUnderTest["seed DMA32 before"]},
+		{"0", "Normal", zonesUnderTest["seed Normal before"]},
+		{"1", "Normal", zonesUnderTest["nothing free"]},
 	}
-	// DMA 6%·3998/4980639 → 0; DMA32 100%·1044480/4980639 → 20;
-	// Normal 99%·3932160/4980639 → 78.
-	if got := NodeScore(before, 3998+1044480+3932160, 9); got != 98 {
-		t.Errorf("seed before: score %d, want 98", got)
+	infos := []ZoneInfo{
+		{Node: "0", Name: "DMA", Present: 3998}, {Node: "0", Name: "DMA32", Present: 1044480},
+		{Node: "0", Name: "Normal", Present: 3932160}, {Node: "0", Name: "Movable", Present: 0},
+		{Node: "1", Name: "Normal", Present: 100},
 	}
-	empty := []ScoredZone{{PresentPages: 100, Free: make([]uint64, 11)}}
-	if got := NodeScore(empty, 100, 9); got != 0 {
-		t.Errorf("zone with nothing free: score %d, want 0 (extfrag_for_order reads 0 then)", got)
+	// Node 0, the seed before the cure: DMA 6%·3998/4980639 → 0;
+	// DMA32 100%·1044480/4980639 → 20; Normal 99%·3932160/4980639 → 78.
+	// Node 1: nothing free reads 0 (extfrag_for_order), not 100.
+	scores, err := NodeScores(zones, infos, 9, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	unpopulated := []ScoredZone{{PresentPages: 0, Free: []uint64{5}}}
-	if got := NodeScore(unpopulated, 0, 9); got != 0 {
-		t.Errorf("unpopulated zone: score %d, want 0", got)
+	want := []NodeScoreOf{{"0", 98}, {"1", 0}}
+	if len(scores) != 2 || scores[0] != want[0] || scores[1] != want[1] {
+		t.Errorf("scores %v, want %v", scores, want)
+	}
+	// a zone buddyinfo lists but zoneinfo lacks has no known weight
+	if _, err := NodeScores(zones, infos[:2], 9, nil); err == nil {
+		t.Error("missing zoneinfo zone: no error")
 	}
 }
 

@@ -69,8 +69,10 @@ type NodeScoreOf struct {
 	Score uint64
 }
 
-// NodeScores computes the proactive-compaction score of every node that has
-// zones in buddyinfo, at the given order, appending to dst. Zones missing from
+// NodeScores computes the kernel's proactive-compaction score
+// (fragmentation_score_node, 0..100) of every node that has zones in
+// buddyinfo, at the given order, appending to dst. The node's present pages
+// are pgdat->node_present_pages, the sum over all its zones in zoneinfo. Zones missing from
 // zoneinfo make it an error, since their weight is unknown.
 func NodeScores(zones []Zone, infos []ZoneInfo, order int, dst []NodeScoreOf) ([]NodeScoreOf, error) {
 	out := dst[:0]
@@ -96,7 +98,7 @@ func NodeScores(zones []Zone, infos []ZoneInfo, order int, dst []NodeScoreOf) ([
 			if present == 0 {
 				continue
 			}
-			score += present * extfragForOrder(zones[j].Free, order) / (nodePresent + 1)
+			score += weightedZoneScore(zones[j].Free, present, nodePresent, order)
 		}
 		out = append(out, NodeScoreOf{Node: node, Score: score})
 	}

@@ -46,7 +46,7 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 				return fmt.Errorf("line %d: want %q, got %q", lineNo, "zone", w)
 			}
 			name := f.Next()
-			if !isZoneName(name) {
+			if !procfile.IsName(name) {
 				return fmt.Errorf("line %d: zone name %q is not a kernel zone name", lineNo, name)
 			}
 			if len(zones) < cap(zones) {
@@ -63,6 +63,11 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 			}
 			if string(name) != z.Name {
 				z.Name = string(name)
+			}
+			for i := range zones[:len(zones)-1] {
+				if zones[i].Node == z.Node && zones[i].Name == z.Name {
+					return fmt.Errorf("line %d: zone %s of node %s listed twice", lineNo, z.Name, z.Node)
+				}
 			}
 			return nil
 		}

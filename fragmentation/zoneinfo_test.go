@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
 func TestParseZoneinfo(t *testing.T) {
@@ -59,6 +61,7 @@ func TestParseZoneinfoErrors(t *testing.T) {
 		{"bad count", "Node 0, zone DMA\n  pages free -1\n", "not a page count"},
 		{"bad header", "Node 0 zone DMA\n", "node id and comma"},
 		{"bad zone name", "Node 0, zone D/MA\n", "not a kernel zone name"},
+		{"zone listed twice", "Node 0, zone DMA\n  present 1\nNode 0, zone DMA\n  present 2\n", "listed twice"},
 		{"missing value", "Node 0, zone DMA\n        present\n", "not a page count"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,7 +102,7 @@ func FuzzParseZoneinfo(f *testing.F) {
 			t.Fatal("no error and no zones")
 		}
 		for _, z := range zones {
-			if !isZoneName([]byte(z.Name)) || z.Node == "" {
+			if !procfile.IsName([]byte(z.Name)) || z.Node == "" {
 				t.Fatalf("accepted zone %q of node %q", z.Name, z.Node)
 			}
 		}

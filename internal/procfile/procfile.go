@@ -151,6 +151,22 @@ func IsDigits(b []byte) bool {
 	return true
 }
 
+// IsName reports whether b is a name as the kernel prints them in the files
+// this exporter reads (zones, migrate types, vmstat counters, THP modes):
+// 1 to 32 ASCII letters, digits, '_', '-' or '+'. Names become label values,
+// so this keeps control characters and invalid UTF-8 out of them.
+func IsName(b []byte) bool {
+	if len(b) == 0 || len(b) > 32 {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '+') {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseUint parses a plain decimal count: digits only, no sign, no overflow
 // (at most 19 digits).
 func ParseUint(b []byte) (uint64, bool) {
