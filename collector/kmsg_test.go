@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/internal/livetest"
 )
 
 func TestMatchAllocFailure(t *testing.T) {
@@ -439,14 +440,12 @@ func BenchmarkKmsgObserve(b *testing.B) {
 // the collector under test also accepts them, narrowed to this test's task
 // name; a second collector with the production filter must count none.
 func TestKmsgLive(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("writing and reading /dev/kmsg needs root")
-	}
+	livetest.Root(t)
 	if mode, err := os.ReadFile("/proc/sys/kernel/printk_devkmsg"); err == nil && strings.TrimSpace(string(mode)) == "off" {
-		t.Skip("kernel.printk_devkmsg=off: the kernel drops writes to /dev/kmsg")
+		livetest.Skip(t, "kernel.printk_devkmsg=off: the kernel drops writes to /dev/kmsg")
 	}
 	if f, err := os.OpenFile(DefaultKmsgPath, os.O_RDWR, 0); err != nil {
-		t.Skipf("cannot open %s: %v", DefaultKmsgPath, err)
+		livetest.Skip(t, fmt.Sprintf("cannot open %s: %v", DefaultKmsgPath, err))
 	} else {
 		f.Close()
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/internal/livetest"
 	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
@@ -290,11 +291,9 @@ func TestPagetypeinfoNegativeInterval(t *testing.T) {
 // after 20 tries accepts values between the two readings give or take 2%
 // (a misread column is off by far more).
 func TestPagetypeinfoLive(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("/proc/pagetypeinfo is readable by root only")
-	}
+	livetest.Root(t)
 	if _, err := os.Stat("/proc/pagetypeinfo"); err != nil {
-		t.Skipf("no /proc/pagetypeinfo: %v", err)
+		livetest.Skip(t, fmt.Sprintf("no /proc/pagetypeinfo: %v", err))
 	}
 	readBuddy := func() []fragmentation.Zone {
 		bi, err := os.ReadFile("/proc/buddyinfo")

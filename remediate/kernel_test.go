@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/internal/livetest"
 )
 
 // fragmentEnv makes the test binary a memory fragmenter instead of running
@@ -187,17 +188,15 @@ func TestRealKernelCompact(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-kernel test skipped in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: writes /sys/devices/system/node/node0/compact on this machine")
-	}
+	livetest.Root(t)
 	const node0 = "/sys/devices/system/node/node0/compact"
 	for _, p := range []string{"/proc/buddyinfo", "/proc/zoneinfo", node0} {
 		if _, err := os.Stat(p); err != nil {
-			t.Skipf("this kernel has no %s (CONFIG_COMPACTION, CONFIG_NUMA): %v", p, err)
+			livetest.Skip(t, fmt.Sprintf("this kernel has no %s (CONFIG_COMPACTION, CONFIG_NUMA): %v", p, err))
 		}
 	}
 	if f, err := os.OpenFile(node0, os.O_WRONLY, 0); err != nil {
-		t.Skipf("%s is not writable here (container without privileges?): %v", node0, err)
+		livetest.Skip(t, fmt.Sprintf("%s is not writable here (container without privileges?): %v", node0, err))
 	} else {
 		f.Close()
 	}
@@ -212,7 +211,7 @@ func TestRealKernelCompact(t *testing.T) {
 	avail := memAvailable(t)
 	size := min(avail/4, 6<<30)
 	if size < 256<<20 {
-		t.Skipf("only %d MiB available; not fragmenting", avail>>20)
+		livetest.Skip(t, fmt.Sprintf("only %d MiB available; not fragmenting", avail>>20))
 	}
 	limitPerCPULists(t)
 	high0, _ := freeBytes(t, src, order)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -579,6 +580,16 @@ func checkRemediationSecurity(t *testing.T, r *rendered) {
 	}
 	if v.Secret.Optional != nil && *v.Secret.Optional {
 		t.Errorf("token Secret is optional: the pod would start without it")
+	}
+	// On SIGTERM the exporter waits for a running action up to
+	// --remediate.timeout (+5 s); the kubelet must not kill it before.
+	timeout, err := time.ParseDuration(r.flag(t, "remediate.timeout", "5m"))
+	if err != nil {
+		t.Fatalf("--remediate.timeout: %v", err)
+	}
+	grace := r.ds.Spec.Template.Spec.TerminationGracePeriodSeconds
+	if grace == nil || time.Duration(*grace)*time.Second <= timeout+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v does not cover --remediate.timeout=%v plus 5s: SIGKILL would cut a running action", grace, timeout)
 	}
 }
 
