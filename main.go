@@ -94,8 +94,8 @@ func run(args []string) int {
 
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
 	// --- inspect command (issue 7) ---
-	inspectCmd := app.Command("inspect", "Read buddyinfo and zoneinfo once and print, per zone, free blocks and bytes by order, both fragmentation indices, the compaction score and a verdict. Exit status: 0 OK, 1 the --order is failing for fragmentation in a zone other than DMA, 2 error (the node-problem-detector plugin convention).")
-	inspectOrder := inspectCmd.Flag("order", "Allocation order to judge (4 = 64 KiB blocks with 4 KiB pages).").Default("4").Int()
+	inspectCmd := app.Command("inspect", "Read buddyinfo and zoneinfo once and print, per zone, free blocks and bytes by order, both fragmentation indices, the compaction score and a verdict (at risk from --remediate.unusable-threshold). Exit status: 0 OK, 1 the --order is failing for fragmentation in a zone other than DMA, 2 error (the node-problem-detector plugin convention).")
+	inspectOrder := inspectCmd.Flag("order", "Allocation order to judge (4 = 64 KiB blocks with 4 KiB pages). Independent of --remediate.order.").Default("4").Int()
 	inspectOutput := inspectCmd.Flag("output", "Output format: table for people, json for scripts.").Default("table").Enum("table", "json")
 
 	app.Version(version.Print(exporterName))
@@ -115,7 +115,7 @@ func run(args []string) int {
 	switch command {
 	case serveCmd.FullCommand():
 	case inspectCmd.FullCommand():
-		return report.Inspect(report.Config{ProcPath: *procPath, SysPath: *sysPath},
+		return report.Inspect(report.Config{ProcPath: *procPath, SysPath: *sysPath, UnusableThreshold: *remThreshold},
 			report.InspectOptions{Order: *inspectOrder, Output: *inspectOutput}, os.Stdout, os.Stderr)
 	}
 
@@ -186,9 +186,15 @@ func run(args []string) int {
 	// --- landing page (issue 7) ---
 	// The landing page reads the kernel on every request (its own Reader,
 	// so it never waits on a scrape) and renders the fragmentation report
-	// into exporter-toolkit's page. ?order=N and ?refresh=SECONDS tune it.
+	// into exporter-toolkit's page. It judges --remediate.order (unless
+	// ?order=N) at --remediate.unusable-threshold, the alert criterion.
+	// ?refresh=SECONDS reloads it.
 	if *metricsPath != "/" {
-		pageReader := report.NewReader(report.Config{ProcPath: *procPath, SysPath: *sysPath})
+		pageReader, err := report.NewReader(report.Config{ProcPath: *procPath, SysPath: *sysPath, UnusableThreshold: *remThreshold})
+		if err != nil {
+			level.Error(logger).Log("msg", "bad --remediate.unusable-threshold", "err", err)
+			return 1
+		}
 		defer pageReader.Close()
 		landing, err := report.NewPage(report.PageConfig{
 			Landing: web.LandingConfig{
@@ -199,7 +205,7 @@ func run(args []string) int {
 				Profiling:   "false", // no pprof handlers are registered
 			},
 			Reader: pageReader,
-			Order:  4,
+			Order:  *remOrder,
 			Recent: pageRemediations(remediation),
 		})
 		if err != nil {

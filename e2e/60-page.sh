@@ -7,7 +7,8 @@
 #    values must match the fixture;
 #  - checks the page is live (rewritten buddyinfo shows on the next request),
 #    the ?refresh header, and that it sits behind the same basic auth as
-#    /metrics when --web.config.file asks for it;
+#    /metrics when --web.config.file asks for it, and that it judges at
+#    --remediate.order / --remediate.unusable-threshold;
 #  - runs the inspect command on the fixture and on this machine.
 # Nothing is kept: the screenshot lives in a temp dir removed on exit.
 set -euo pipefail
@@ -28,7 +29,7 @@ trap cleanup EXIT
 
 cp -r report/testdata/two-nodes-failing "$tmp/fixture"
 proc=$tmp/fixture/proc sys=$tmp/fixture/sys
-port=19767 authport=19768
+port=19767 authport=19768 critport=19769
 url=http://127.0.0.1:$port
 
 start() { # port log [flags...]
@@ -172,6 +173,15 @@ for path in / /metrics; do
 done
 curl -sf -u e2e:fragmented "http://127.0.0.1:$authport/" >"$tmp/auth.html" || fail "GET / with credentials failed"
 want 'class="chart free-bytes"' "$tmp/auth.html" "authenticated page lacks the charts"
+
+# --- the alert criterion flags reach the page -----------------------------
+start $critport "$tmp/exporter-crit.log" --remediate.order=2 --remediate.unusable-threshold=0.99
+curl -sf "http://127.0.0.1:$critport/" >"$tmp/crit.html" || fail "GET / with --remediate.order=2 failed"
+want '<section id="fragmentation" data-order="2"' "$tmp/crit.html" "page does not judge --remediate.order=2 by default"
+want 'class="at-risk-threshold">0.99<' "$tmp/crit.html" "page hint does not name --remediate.unusable-threshold=0.99"
+want_count '<line class="threshold" data-unusable-index="0.990"' "$tmp/crit.html" 4 "at-risk lines at 0.99"
+st=0; timeout 10 ./memfrag_exporter --web.listen-address=127.0.0.1:$critport --remediate.unusable-threshold=2 >"$tmp/bad.log" 2>&1 || st=$?
+[ $st = 1 ] && grep -q 'not in 0..1' "$tmp/bad.log" || { cat "$tmp/bad.log" >&2; fail "--remediate.unusable-threshold=2: exit $st, want 1 with a message"; }
 
 # --- inspect ---------------------------------------------------------------
 # On the pristine fixture (the copy above was rewritten).

@@ -26,7 +26,11 @@ type InspectOptions struct {
 // the exit status: ExitFailing when the order is failing for fragmentation
 // in any zone but DMA. Errors go to stderr.
 func Inspect(cfg Config, opts InspectOptions, stdout, stderr io.Writer) int {
-	r := NewReader(cfg)
+	r, err := NewReader(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "inspect: %v\n", err)
+		return ExitError
+	}
 	defer r.Close()
 	s, err := r.Read()
 	if err != nil {
@@ -87,7 +91,7 @@ func WriteTable(w io.Writer, s *Snapshot, order int) error {
 			}
 			ew.printf("\n")
 			for _, o := range orders {
-				ew.printf("  %s allocations: %s: %s\n", s.OrderName(o), z.Verdict(o), s.Explain(z, o))
+				ew.printf("  %s allocations: %s: %s\n", s.OrderName(o), s.Verdict(z, o), s.Explain(z, o))
 			}
 			ew.printf("  free %s; largest free block %s", formatBytes(z.FreePages()*s.PageSize), s.LargestSentence(z))
 			if z.ManagedPages > 0 {
@@ -127,14 +131,15 @@ func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, 
 // The JSON document of inspect --output=json. Indices are the kernel's
 // values (thousandths / 1000); sizes are in bytes.
 type jsonReport struct {
-	Order                   int        `json:"order"`
-	Verdict                 Verdict    `json:"verdict"`
-	PageSizeBytes           uint64     `json:"page_size_bytes"`
-	ScoreOrder              int        `json:"compaction_score_order"`
-	CompactionProactiveness *int64     `json:"compaction_proactiveness"`
-	Thresholds              *jsonThres `json:"compaction_score_thresholds"`
-	Nodes                   []jsonNode `json:"nodes"`
-	Warnings                []string   `json:"warnings"`
+	Order                   int         `json:"order"`
+	Verdict                 Verdict     `json:"verdict"`
+	UnusableThreshold       json.Number `json:"unusable_threshold"`
+	PageSizeBytes           uint64      `json:"page_size_bytes"`
+	ScoreOrder              int         `json:"compaction_score_order"`
+	CompactionProactiveness *int64      `json:"compaction_proactiveness"`
+	Thresholds              *jsonThres  `json:"compaction_score_thresholds"`
+	Nodes                   []jsonNode  `json:"nodes"`
+	Warnings                []string    `json:"warnings"`
 }
 
 type jsonThres struct {
@@ -177,12 +182,13 @@ type jsonOrder struct {
 func WriteJSON(w io.Writer, s *Snapshot, order int) error {
 	v, _ := s.Worst(order)
 	out := jsonReport{
-		Order:         order,
-		Verdict:       v,
-		PageSizeBytes: s.PageSize,
-		ScoreOrder:    s.ScoreOrder,
-		Nodes:         make([]jsonNode, 0, len(s.Nodes)),
-		Warnings:      append([]string{}, s.Warnings...),
+		Order:             order,
+		Verdict:           v,
+		UnusableThreshold: json.Number(s.ThresholdText()),
+		PageSizeBytes:     s.PageSize,
+		ScoreOrder:        s.ScoreOrder,
+		Nodes:             make([]jsonNode, 0, len(s.Nodes)),
+		Warnings:          append([]string{}, s.Warnings...),
 	}
 	if s.Proactiveness >= 0 {
 		p := s.Proactiveness
@@ -203,9 +209,9 @@ func WriteJSON(w io.Writer, s *Snapshot, order int) error {
 			jz := jsonZone{
 				Zone:               z.Name,
 				Counted:            Gating(z.Name),
-				Verdict:            z.Verdict(order),
+				Verdict:            s.Verdict(z, order),
 				Explanation:        s.Explain(z, order),
-				ScoreOrderVerdict:  z.Verdict(s.ScoreOrder),
+				ScoreOrderVerdict:  s.Verdict(z, s.ScoreOrder),
 				LargestFreeOrder:   z.LargestFreeOrder(),
 				FreeBytes:          z.FreePages() * s.PageSize,
 				SuitableFreeBytes:  z.SuitablePages(order) * s.PageSize,

@@ -16,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // fixtureConfig points at a fixture tree: testdata/<name>/{proc,sys}.
 func fixtureConfig(name string) Config {
 	dir := filepath.Join("testdata", name)
-	return Config{ProcPath: filepath.Join(dir, "proc"), SysPath: filepath.Join(dir, "sys"), PageSize: 4096}
+	return Config{ProcPath: filepath.Join(dir, "proc"), SysPath: filepath.Join(dir, "sys"), PageSize: 4096, UnusableThreshold: DefaultUnusableThreshold}
 }
 
 func golden(t *testing.T, name string, got []byte) {
@@ -170,7 +170,7 @@ func copyFixture(t *testing.T, name string) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{ProcPath: filepath.Join(dst, "proc"), SysPath: filepath.Join(dst, "sys"), PageSize: 4096}
+	return Config{ProcPath: filepath.Join(dst, "proc"), SysPath: filepath.Join(dst, "sys"), PageSize: 4096, UnusableThreshold: DefaultUnusableThreshold}
 }
 
 // TestInspectPartial: without zoneinfo the verdicts still hold (they need
@@ -202,7 +202,10 @@ func TestReaderOptionalFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := NewReader(cfg)
+	r, err := NewReader(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
 	s, err := r.Read()
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/memfrag/memfrag_exporter/fragmentation"
 )
 
 // Remediation is one decision of the remediation receiver as the page shows
@@ -43,9 +45,12 @@ type PageConfig struct {
 	// and links of every other Prometheus exporter. ExtraHTML and ExtraCSS
 	// are added to, not replaced.
 	Landing web.LandingConfig
-	Reader  *Reader
+	// Reader reads the machine; its Config.UnusableThreshold is the
+	// page's at-risk threshold.
+	Reader *Reader
 	// Order is the allocation order judged unless the request says
-	// ?order=N; 4 matches the alerts and the remediation receiver.
+	// ?order=N. main passes --remediate.order (default 4), the order of the
+	// alert rules and the remediation receiver's re-check.
 	Order int
 	// Recent returns the latest remediation decisions, newest first; nil
 	// when remediation is off, which hides the section.
@@ -71,6 +76,9 @@ const liveMarker = "<!--memfrag:live-report-->"
 func NewPage(cfg PageConfig) (*Page, error) {
 	if cfg.Reader == nil {
 		return nil, errors.New("landing page: no reader")
+	}
+	if cfg.Order < 0 || cfg.Order >= fragmentation.MaxOrders {
+		return nil, fmt.Errorf("landing page: order %d is not in 0..%d", cfg.Order, fragmentation.MaxOrders-1)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -133,6 +141,14 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b := append((*bp)[:0], p.head...)
 	s, err := p.cfg.Reader.Read()
+	if err == nil && !hasOrder {
+		if cerr := s.CheckOrder(opts.Order); cerr != nil {
+			// A default order past this kernel's (a --remediate.order meant
+			// for other machines): judge the largest the kernel has.
+			opts.Notice = fmt.Sprintf("default order %d ignored: %v; showing order %d", opts.Order, cerr, s.Orders-1)
+			opts.Order = s.Orders - 1
+		}
+	}
 	if err == nil && hasOrder {
 		n, perr := strconv.Atoi(orderParam)
 		if perr == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,7 +24,10 @@ var fixedNow = time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
 
 func newTestPage(t testing.TB, cfg Config, recent func() []Remediation) *Page {
 	t.Helper()
-	r := NewReader(cfg)
+	r, err := NewReader(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { r.Close() })
 	p, err := NewPage(PageConfig{
 		Landing: web.LandingConfig{
@@ -201,7 +205,7 @@ func TestPageCharts(t *testing.T) {
 		}
 		for k, b := range ubars {
 			u := fragmentation.UnusableFreeIndex(z.Free, k)
-			if b.attr("data-unusable-index") != thousandths(u) || b.hasClass("at-risk") != (u >= 900) {
+			if b.attr("data-unusable-index") != thousandths(u) || b.hasClass("at-risk") != (u >= DefaultUnusableThreshold*1000) {
 				t.Errorf("node %s zone %s order %d: unusable bar %v, want index %s", z.Node, z.Name, k, b.Attrs, thousandths(u))
 			}
 		}
@@ -425,7 +429,10 @@ func FuzzRenderHTML(f *testing.F) {
 }
 
 func benchSnapshot(b *testing.B, fixture string) *Snapshot {
-	r := NewReader(fixtureConfig(fixture))
+	r, err := NewReader(fixtureConfig(fixture))
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Cleanup(func() { r.Close() })
 	s, err := r.Read()
 	if err != nil {
@@ -456,6 +463,86 @@ func BenchmarkPage(b *testing.B) {
 		p.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {
 			b.Fatal(rec.Code)
+		}
+	}
+}
+
+// TestPageThreshold: the page judges and draws at the reader's threshold
+// (--remediate.unusable-threshold) and at its configured default order
+// (--remediate.order), not at fixed 0.9 and 4.
+func TestPageThreshold(t *testing.T) {
+	cfg := fixtureConfig("seed-before")
+	cfg.UnusableThreshold = 0.999 // the Normal zone reads 0.996 at order 4
+	r, err := NewReader(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	newPage := func(order int) (*Page, error) {
+		return NewPage(PageConfig{Landing: web.LandingConfig{Name: "t", Profiling: "false"}, Reader: r, Order: order, Now: func() time.Time { return fixedNow }})
+	}
+	p, err := newPage(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := parseReport(t, liveOf(t, p, get(t, p, http.MethodGet, "/").Body.Bytes()))
+	verdicts := map[string]string{}
+	for _, z := range root.all(tagClass("article", "zone")) {
+		verdicts[z.attr("data-zone")] = z.attr("data-verdict")
+	}
+	if verdicts["Normal"] != "ok" {
+		t.Errorf("Normal zone %q at threshold 0.999, want ok (verdicts %v)", verdicts["Normal"], verdicts)
+	}
+	lines := 0
+	for _, c := range root.all(tagClass("svg", "unusable-index")) {
+		for _, l := range c.all(tagClass("line", "threshold")) {
+			lines++
+			if v := l.attr("data-unusable-index"); v != "0.999" {
+				t.Errorf("threshold line at %q, want 0.999", v)
+			}
+		}
+	}
+	if lines != len(verdicts) {
+		t.Errorf("%d threshold lines for %d zones", lines, len(verdicts))
+	}
+	if h := root.all(tagClass("span", "at-risk-threshold")); len(h) != 1 || h[0].text() != "0.999" {
+		t.Errorf("hint threshold %v, want 0.999", h)
+	}
+	for _, b := range root.all(tagClass("rect", "at-risk")) {
+		if v := b.attr("data-unusable-index"); v < "0.999" {
+			t.Errorf("bar %s drawn at risk below 0.999", v)
+		}
+	}
+
+	p, err = newPage(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := parseReport(t, liveOf(t, p, get(t, p, http.MethodGet, "/").Body.Bytes())).attr("data-order"); got != "2" {
+		t.Errorf("default order %s, want the configured 2", got)
+	}
+	if _, err := newPage(fragmentation.MaxOrders); err == nil {
+		t.Errorf("order %d accepted", fragmentation.MaxOrders)
+	}
+	// An order the package accepts but this kernel (11 orders) lacks:
+	// judge its largest and say so.
+	p, err = newPage(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root = parseReport(t, liveOf(t, p, get(t, p, http.MethodGet, "/").Body.Bytes()))
+	if got := root.attr("data-order"); got != "10" || len(root.all(tagClass("p", "notice"))) != 1 {
+		t.Errorf("default order 12 on an 11-order kernel: judged %s, want 10 with a notice", got)
+	}
+}
+
+func TestNewReaderThreshold(t *testing.T) {
+	for _, th := range []float64{-0.5, 1.01, math.NaN()} {
+		cfg := fixtureConfig("seed-before")
+		cfg.UnusableThreshold = th
+		if r, err := NewReader(cfg); err == nil {
+			r.Close()
+			t.Errorf("threshold %v accepted", th)
 		}
 	}
 }

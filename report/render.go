@@ -170,7 +170,7 @@ func (r *renderer) page() {
 		r.printf(`<a href="?order=%d%s">%d</a> `, k, r.refreshQuery(), k)
 	}
 	r.str(`</p>`)
-	r.printf(`<p class="hint">Verdict for an order: <b>failing</b> when no free block of that order or larger is left; <b>for fragmentation</b> when the kernel's fragmentation index is above 0.5 (its default vm.extfrag_threshold, from which it prefers compaction), else <b>for low memory</b>; <b>at risk</b> when the unusable free index is at least 0.9 (the alerting and remediation criterion); else <b>OK</b>. The DMA zone is shown but not counted.</p>`)
+	r.printf(`<p class="hint">Verdict for an order: <b>failing</b> when no free block of that order or larger is left; <b>for fragmentation</b> when the kernel's fragmentation index is above 0.5 (its default vm.extfrag_threshold, from which it prefers compaction), else <b>for low memory</b>; <b>at risk</b> when the unusable free index is at least <span class="at-risk-threshold">%s</span> (the alerting and remediation criterion, --remediate.unusable-threshold); else <b>OK</b>. The DMA zone is shown but not counted.</p>`, s.ThresholdText())
 	for _, w := range s.Warnings {
 		r.printf(`<p class="notice" role="status">%s</p>`, html.EscapeString(w))
 	}
@@ -216,14 +216,14 @@ func (r *renderer) zoneBlock(z *Zone) {
 	r.zone++
 	node, name := html.EscapeString(z.Node), html.EscapeString(z.Name)
 	r.printf(`<article class="zone" id="z%d" data-numa-node="%s" data-zone="%s" data-verdict="%s" data-largest-free-order="%d">`,
-		r.zone, node, name, z.Verdict(r.o.Order).Key(), z.LargestFreeOrder())
+		r.zone, node, name, s.Verdict(z, r.o.Order).Key(), z.LargestFreeOrder())
 	r.printf(`<h4>Node %s, zone %s`, node, name)
 	if !Gating(z.Name) {
 		r.str(` <small>(not counted in the machine's verdict)</small>`)
 	}
 	r.str(`</h4>`)
 	for _, ord := range r.judge {
-		v := z.Verdict(ord)
+		v := s.Verdict(z, ord)
 		r.printf(`<p class="verdict" data-order="%d" data-verdict="%s">%s allocations: %s — %s</p>`,
 			ord, v.Key(), html.EscapeString(s.OrderName(ord)), badge(v), html.EscapeString(s.Explain(z, ord)))
 	}
@@ -365,11 +365,12 @@ func (r *renderer) freeChart(z *Zone) {
 }
 
 // unusableChart: the unusable free index by order, linear 0..1, against the
-// 0.9 at-risk line.
+// at-risk line (0.9 by default).
 func (r *renderer) unusableChart(z *Zone) {
+	th := r.s.ThresholdText()
 	r.chartStart("unusable-index", "ui", "Unusable free index by order",
-		"Share of free memory in blocks too small for an allocation of each order (0 to 1); at or above the dashed line 0.9 the order is at risk.", z)
-	r.legend([2]string{colourUsable, "below 0.9"}, [2]string{colourBad, "0.9 or more: at risk"})
+		"Share of free memory in blocks too small for an allocation of each order (0 to 1); at or above the dashed line "+th+" the order is at risk.", z)
+	r.legend([2]string{colourUsable, "below " + th}, [2]string{colourBad, th + " or more: at risk"})
 	yOf := func(v float64) float64 { return float64(marginTop+plotH) - v*plotH }
 	for _, v := range []string{"0.00", "0.25", "0.50", "0.75", "1.00"} {
 		f, _ := strconv.ParseFloat(v, 64)
@@ -384,7 +385,7 @@ func (r *renderer) unusableChart(z *Zone) {
 		u := z.Unusable(k)
 		x := float64(marginLeft) + slot*float64(k) + (slot-barW)/2
 		cls, colour := "ok", colourUsable
-		if u >= AtRiskUnusable {
+		if u >= r.s.AtRiskUnusable {
 			cls, colour = "at-risk", colourBad
 		}
 		top := yOf(float64(u) / 1000)
@@ -407,8 +408,9 @@ func (r *renderer) unusableChart(z *Zone) {
 		r.index(u)
 		r.str(`</text>`)
 	}
-	y := yOf(float64(AtRiskUnusable) / 1000)
-	r.printf(`<line class="threshold" x1="%d" y1="%.1f" x2="%d" y2="%.1f"><title>at risk from 0.9</title></line>`, marginLeft, y, marginLeft+plotW, y)
+	y := yOf(float64(r.s.AtRiskUnusable) / 1000)
+	r.printf(`<line class="threshold" data-unusable-index="%s" x1="%d" y1="%.1f" x2="%d" y2="%.1f"><title>at risk from %s</title></line>`,
+		thousandths(r.s.AtRiskUnusable), marginLeft, y, marginLeft+plotW, y, th)
 	r.xAxis(z)
 	r.str(`</svg>`)
 }

@@ -12,17 +12,25 @@ import (
 	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
-// Config says where to read and how to size pages.
+// Config says where to read, how to size pages and when a zone is at risk.
 type Config struct {
 	ProcPath string // procfs root, normally /proc
 	SysPath  string // sysfs root, normally /sys
 	PageSize int    // bytes per page; 0 means this machine's
+	// UnusableThreshold is the unusable-free index (0..1) from which a zone
+	// that can still serve an order is "at risk" for it. main passes
+	// --remediate.unusable-threshold, so the page, inspect, the alert rules
+	// and the remediation receiver share one criterion. Taken as given, as
+	// the receiver takes it: 0 is a valid (if alarming) threshold, so a
+	// caller wanting the default sets DefaultUnusableThreshold.
+	UnusableThreshold float64
 }
 
 // Reader reads snapshots of one machine. It keeps its descriptors open
 // between reads, and is safe for concurrent use (reads take turns).
 type Reader struct {
 	pageSize            uint64
+	atRisk              int64 // Config.UnusableThreshold in thousandths
 	scoreOrder          int
 	scoreOrderFromSysfs bool
 
@@ -32,20 +40,26 @@ type Reader struct {
 	scores        []fragmentation.NodeScoreOf
 }
 
-// NewReader returns a Reader for cfg. The huge-page order the compaction
-// score is computed at is read once here, as the compaction collector does.
-func NewReader(cfg Config) *Reader {
+// NewReader returns a Reader for cfg, or an error when cfg's threshold is
+// out of range. The huge-page order the compaction score is computed at is
+// read once here, as the compaction collector does.
+func NewReader(cfg Config) (*Reader, error) {
+	atRisk, err := UnusableMilli(cfg.UnusableThreshold)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.PageSize == 0 {
 		cfg.PageSize = os.Getpagesize()
 	}
 	order, fromSysfs := fragmentation.HugePageOrder(cfg.SysPath, cfg.PageSize)
 	return &Reader{
 		pageSize:            uint64(cfg.PageSize),
+		atRisk:              atRisk,
 		scoreOrder:          order,
 		scoreOrderFromSysfs: fromSysfs,
 		src:                 fragmentation.NewSource(cfg.ProcPath),
 		proactiveness:       procfile.New(filepath.Join(cfg.ProcPath, "sys/vm/compaction_proactiveness")),
-	}
+	}, nil
 }
 
 // Close releases the descriptors.
@@ -60,6 +74,10 @@ func (r *Reader) Close() error {
 type Snapshot struct {
 	PageSize uint64 // bytes per page
 	Orders   int    // orders the kernel prints (NR_PAGE_ORDERS)
+	// AtRiskUnusable is the unusable-free index, in thousandths, from which
+	// a zone is at risk (Config.UnusableThreshold); every verdict on this
+	// snapshot goes through Verdict, which applies it.
+	AtRiskUnusable int64
 
 	// ScoreOrder is the order the kernel's proactive-compaction score is
 	// computed at (the PMD huge-page order); ScoreOrderFromSysfs is false
@@ -120,7 +138,7 @@ func (s *Snapshot) Worst(order int) (Verdict, *Zone) {
 			if !Gating(z.Name) {
 				continue
 			}
-			if v := z.Verdict(order); where == nil || v > worst {
+			if v := s.Verdict(z, order); where == nil || v > worst {
 				worst, where = v, z
 			}
 		}
@@ -128,8 +146,9 @@ func (s *Snapshot) Worst(order int) (Verdict, *Zone) {
 	return worst, where
 }
 
-// Verdict judges an allocation of the order from the zone.
-func (z *Zone) Verdict(order int) Verdict { return Judge(z.Free, order) }
+// Verdict judges an allocation of the order from the zone, at the
+// snapshot's at-risk threshold.
+func (s *Snapshot) Verdict(z *Zone, order int) Verdict { return Judge(z.Free, order, s.AtRiskUnusable) }
 
 // Unusable is the unusable-free index at the order, in thousandths.
 func (z *Zone) Unusable(order int) int64 { return fragmentation.UnusableFreeIndex(z.Free, order) }
@@ -154,6 +173,7 @@ func (r *Reader) Read() (*Snapshot, error) {
 	infos, infoErr := r.src.Zoneinfo()
 	s := &Snapshot{
 		PageSize:            r.pageSize,
+		AtRiskUnusable:      r.atRisk,
 		ScoreOrder:          r.scoreOrder,
 		ScoreOrderFromSysfs: r.scoreOrderFromSysfs,
 		Proactiveness:       -1,

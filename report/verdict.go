@@ -2,17 +2,21 @@ package report
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
 )
 
-// The verdict thresholds, in the kernel's thousandths.
+// DefaultUnusableThreshold is the unusable-free index from which a zone is
+// "at risk" for an order unless Config says otherwise: 90% of its free
+// memory sits in blocks too small for the order. It is the default of the
+// criterion the shipped alerts and the remediation receiver use
+// (memfrag_unusable_free_index >= --remediate.unusable-threshold).
+const DefaultUnusableThreshold = 0.9
+
+// FragmentationThreshold, in the kernel's thousandths, splits a failing
+// allocation's cause.
 const (
-	// AtRiskUnusable is the unusable-free index from which a zone is "at
-	// risk" for an order: 90% of its free memory sits in blocks too small
-	// for the order. It is the criterion the shipped alerts and the
-	// remediation receiver use (memfrag_unusable_free_index >= 0.9).
-	AtRiskUnusable = 900
 	// FragmentationThreshold splits a failing allocation's cause. It is the
 	// kernel's default vm.extfrag_threshold (500): above it the kernel
 	// itself judges the failure to be fragmentation and prefers compaction
@@ -28,12 +32,13 @@ type Verdict int
 
 // The verdicts, from good to bad.
 const (
-	// OK: a free block of the order exists and less than 90% of free
-	// memory is in smaller blocks.
+	// OK: a free block of the order exists and the unusable free index is
+	// below the at-risk threshold.
 	OK Verdict = iota
-	// AtRisk: a free block of the order still exists, but at least 90% of
-	// free memory is in smaller blocks, so the next few allocations may take
-	// the last ones.
+	// AtRisk: a free block of the order still exists, but the unusable
+	// free index is at least the threshold (by default 90% of free memory
+	// is in smaller blocks), so the next few allocations may take the last
+	// ones.
 	AtRisk
 	// FailingLowMemory: no free block of the order or larger exists, and
 	// either the fragmentation index is at most 0.5 or the zone's free
@@ -84,10 +89,23 @@ func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.Key()), nil }
 // compaction.
 func (v Verdict) Failing() bool { return v >= FailingLowMemory }
 
+// UnusableMilli converts an unusable-free-index threshold (0..1, as the
+// flag and the alert rules write it) to the kernel's thousandths, rounding
+// up as the remediation receiver does: the index is a whole number of
+// thousandths, so index >= threshold exactly when index >= the result.
+func UnusableMilli(threshold float64) (int64, error) {
+	if !(threshold >= 0 && threshold <= 1) { // also rejects NaN
+		return 0, fmt.Errorf("unusable threshold %v is not in 0..1", threshold)
+	}
+	return int64(math.Ceil(threshold*1000 - 1e-9)), nil
+}
+
 // Judge returns the verdict for an allocation of the order from a zone with
-// free[k] free blocks of order k (buddyinfo). A zone with nothing free is
-// failing for low memory.
-func Judge(free []uint64, order int) Verdict {
+// free[k] free blocks of order k (buddyinfo). atRisk is the unusable-free
+// index, in thousandths (see UnusableMilli), from which a zone that can
+// still serve the order is at risk. A zone with nothing free is failing for
+// low memory.
+func Judge(free []uint64, order int, atRisk int64) Verdict {
 	fi := fragmentation.FragmentationIndex(free, order)
 	switch {
 	case fi < 0:
@@ -102,8 +120,7 @@ func Judge(free []uint64, order int) Verdict {
 		// first wants the free pages above the watermark plus 2<<order).
 		return FailingLowMemory
 	}
-	switch {
-	case fragmentation.UnusableFreeIndex(free, order) >= AtRiskUnusable:
+	if fragmentation.UnusableFreeIndex(free, order) >= atRisk {
 		return AtRisk
 	}
 	return OK

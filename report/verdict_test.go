@@ -1,6 +1,7 @@
 package report
 
 import (
+	"math"
 	"testing"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
@@ -36,7 +37,7 @@ func TestJudge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Judge(tt.free, tt.order); got != tt.want {
+			if got := Judge(tt.free, tt.order, 900); got != tt.want {
 				t.Errorf("Judge(%v, %d) = %v (fragindex %d, unusable %d), want %v", tt.free, tt.order, got,
 					fragmentation.FragmentationIndex(tt.free, tt.order), fragmentation.UnusableFreeIndex(tt.free, tt.order), tt.want)
 			}
@@ -56,7 +57,7 @@ func TestJudgeFragmentationThreshold(t *testing.T) {
 			free := []uint64{a, b, 0}
 			fi := fragmentation.FragmentationIndex(free, 2)
 			pages := a + 2*b
-			got := Judge(free, 2)
+			got := Judge(free, 2, 900)
 			switch {
 			case fi == 500:
 				at500 = true
@@ -96,7 +97,7 @@ func TestVerdictNames(t *testing.T) {
 }
 
 func TestWorstSkipsDMA(t *testing.T) {
-	s := &Snapshot{PageSize: 4096, Orders: 5, Nodes: []Node{{ID: "0", Zones: []Zone{
+	s := &Snapshot{PageSize: 4096, Orders: 5, AtRiskUnusable: 900, Nodes: []Node{{ID: "0", Zones: []Zone{
 		{Zone: fragmentation.Zone{Node: "0", Name: "DMA", Free: []uint64{9, 0, 0, 0, 0}}},
 		{Zone: fragmentation.Zone{Node: "0", Name: "Normal", Free: []uint64{8, 1, 1, 1, 1}}},
 	}}}}
@@ -106,5 +107,52 @@ func TestWorstSkipsDMA(t *testing.T) {
 	s.Nodes[0].Zones = s.Nodes[0].Zones[:1]
 	if v, z := s.Worst(4); v != OK || z != nil {
 		t.Errorf("Worst(4) with only DMA = %v in %v, want OK and no zone", v, z)
+	}
+}
+
+func TestUnusableMilli(t *testing.T) {
+	tests := []struct {
+		in      float64
+		want    int64
+		wantErr bool
+	}{
+		{0.9, 900, false},
+		{0.95, 950, false}, // 0.95*1000 is 950.0000000000001 in floats
+		{0.9005, 901, false},
+		{0, 0, false},
+		{1, 1000, false},
+		{-0.1, 0, true},
+		{1.5, 0, true},
+		{math.NaN(), 0, true},
+	}
+	for _, tt := range tests {
+		got, err := UnusableMilli(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("UnusableMilli(%v) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestJudgeThreshold: the at-risk threshold is the caller's, not a constant.
+func TestJudgeThreshold(t *testing.T) {
+	seed := []uint64{127146, 68215, 1614, 0, 0, 0, 0, 0, 0, 0, 1} // unusable 0.996 at order 4
+	tests := []struct {
+		atRisk int64
+		want   Verdict
+	}{
+		{900, AtRisk},
+		{996, AtRisk},
+		{997, OK},
+		{1000, OK},
+		{0, AtRisk},
+	}
+	for _, tt := range tests {
+		if got := Judge(seed, 4, tt.atRisk); got != tt.want {
+			t.Errorf("Judge(seed, 4, %d) = %v, want %v", tt.atRisk, got, tt.want)
+		}
+	}
+	// Failing verdicts do not depend on it.
+	if got := Judge([]uint64{181022, 24011, 2950, 9, 0, 0}, 4, 1000); got != FailingFragmentation {
+		t.Errorf("failing zone at threshold 1.0: %v", got)
 	}
 }

@@ -20,7 +20,7 @@ func (s *Snapshot) OrderName(order int) string {
 func (s *Snapshot) Explain(z *Zone, order int) string {
 	free := z.FreePages() * s.PageSize
 	block := formatBytes(s.PageSize << order)
-	switch v := z.Verdict(order); v {
+	switch v := s.Verdict(z, order); v {
 	case FailingFragmentation:
 		return fmt.Sprintf("no free block of %s or more, though %s is free (fragmentation index %s > 0.5): compaction would help",
 			block, formatBytes(free), thousandths(z.FragIndex(order)))
@@ -36,10 +36,16 @@ func (s *Snapshot) Explain(z *Zone, order int) string {
 		if v == AtRisk {
 			cmp = ">="
 		}
-		return fmt.Sprintf("%s of free memory is in blocks smaller than %s (unusable free index %s %s 0.9); %s usable",
-			percent(z.Unusable(order)), block, thousandths(z.Unusable(order)), cmp,
+		return fmt.Sprintf("%s of free memory is in blocks smaller than %s (unusable free index %s %s %s); %s usable",
+			percent(z.Unusable(order)), block, thousandths(z.Unusable(order)), cmp, s.ThresholdText(),
 			formatBytes(z.SuitablePages(order)*s.PageSize))
 	}
+}
+
+// ThresholdText prints the at-risk threshold as the flag and the alert
+// rules write it: 0.9, not 0.900.
+func (s *Snapshot) ThresholdText() string {
+	return strconv.FormatFloat(float64(s.AtRiskUnusable)/1000, 'f', -1, 64)
 }
 
 // ScoreSentence says where a node's compaction score stands against the
