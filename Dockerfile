@@ -23,7 +23,7 @@
 # The image needs no privilege to serve metrics: the Kubernetes DaemonSet in
 # deploy/kubernetes/base mounts the host's /proc and /sys read-only and passes
 # --path.procfs/--path.sysfs. Only the remediation overlay runs it as root
-# (privileged), because writing /proc/sys/vm needs that; see deploy/README.md.
+# (privileged), because writing /proc/sys/vm needs that; see README.md, "Deploy on Kubernetes".
 
 ARG GO_VERSION=1.26
 

@@ -94,9 +94,10 @@ func run(args []string) int {
 
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
 	// --- inspect command (issue 7) ---
-	inspectCmd := app.Command("inspect", "Read buddyinfo and zoneinfo once and print, per zone, free blocks and bytes by order, both fragmentation indices, the compaction score and a verdict (at risk from --remediate.unusable-threshold). Exit status: 0 OK, 1 the --order is failing for fragmentation in a zone other than DMA, 2 error (the node-problem-detector plugin convention).")
+	inspectCmd := app.Command("inspect", "Read buddyinfo and zoneinfo once and print, per zone, free blocks and bytes by order, both fragmentation indices, the compaction score and a verdict (at risk from --remediate.unusable-threshold). Exit status: 0 OK, 1 the --order trips --fail-on in a zone other than DMA, 2 error (the node-problem-detector plugin convention).")
 	inspectOrder := inspectCmd.Flag("order", "Allocation order to judge (4 = 64 KiB blocks with 4 KiB pages). Independent of --remediate.order.").Default("4").Int()
 	inspectOutput := inspectCmd.Flag("output", "Output format: table for people, json for scripts.").Default("table").Enum("table", "json")
+	inspectFailOn := inspectCmd.Flag("fail-on", "Exit 1 when the --order is, in some zone other than DMA: failing = failing for fragmentation (the cure is compaction); at-risk = anything but OK (at risk from --remediate.unusable-threshold, or failing for either cause).").Default(report.FailOnFailing).Enum(report.FailOnFailing, report.FailOnAtRisk)
 
 	app.Version(version.Print(exporterName))
 	app.HelpFlag.Short('h')
@@ -116,7 +117,7 @@ func run(args []string) int {
 	case serveCmd.FullCommand():
 	case inspectCmd.FullCommand():
 		return report.Inspect(report.Config{ProcPath: *procPath, SysPath: *sysPath, UnusableThreshold: *remThreshold},
-			report.InspectOptions{Order: *inspectOrder, Output: *inspectOutput}, os.Stdout, os.Stderr)
+			report.InspectOptions{Order: *inspectOrder, Output: *inspectOutput, FailOn: *inspectFailOn}, os.Stdout, os.Stderr)
 	}
 
 	if *maxProcs < 1 {
@@ -234,24 +235,28 @@ func run(args []string) int {
 	case <-ctx.Done():
 	}
 	level.Info(logger).Log("msg", "shutting down: no new requests, waiting for running ones")
+	code := 0
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := server.Shutdown(shutdownCtx); err != nil {
 		level.Error(logger).Log("msg", "shutdown incomplete", "err", err)
-		return 1
+		code = 1
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		level.Error(logger).Log("msg", "server ended with error", "err", err)
 	}
 	if remediation != nil {
-		// After server.Shutdown no webhook arrives any more; the running
-		// action finishes or hits its timeout.
+		// No webhook is taken any more (even when slow requests outlived the
+		// server's shutdown); the running action finishes or hits its timeout.
 		ctx, cancel := context.WithTimeout(context.Background(), *remTimeout+5*time.Second)
 		defer cancel()
 		if err := remediation.Shutdown(ctx); err != nil {
 			level.Error(logger).Log("msg", "remediation shutdown incomplete", "err", err)
-			return 1
+			code = 1
 		}
+	}
+	if code != 0 {
+		return code
 	}
 	level.Info(logger).Log("msg", "stopped")
 	return 0
@@ -282,26 +287,26 @@ func metricsHandler(registry *prometheus.Registry, maxRequests int, logger log.L
 // newLogger builds the go-kit logger the packages use and bridges it to the
 // *slog.Logger exporter-toolkit wants.
 func newLogger(lvl, format string) (log.Logger, *slog.Logger) {
-	var logger log.Logger
+	var base log.Logger
 	w := log.NewSyncWriter(os.Stderr)
 	if format == "json" {
-		logger = log.NewJSONLogger(w)
+		base = log.NewJSONLogger(w)
 	} else {
-		logger = log.NewLogfmtLogger(w)
+		base = log.NewLogfmtLogger(w)
 	}
-	logger = log.With(logger, "ts", log.DefaultTimestampUTC)
 	var sl slog.Level
 	switch lvl {
 	case "debug":
-		logger, sl = level.NewFilter(logger, level.AllowDebug()), slog.LevelDebug
+		base, sl = level.NewFilter(base, level.AllowDebug()), slog.LevelDebug
 	case "warn":
-		logger, sl = level.NewFilter(logger, level.AllowWarn()), slog.LevelWarn
+		base, sl = level.NewFilter(base, level.AllowWarn()), slog.LevelWarn
 	case "error":
-		logger, sl = level.NewFilter(logger, level.AllowError()), slog.LevelError
+		base, sl = level.NewFilter(base, level.AllowError()), slog.LevelError
 	default:
-		logger, sl = level.NewFilter(logger, level.AllowInfo()), slog.LevelInfo
+		base, sl = level.NewFilter(base, level.AllowInfo()), slog.LevelInfo
 	}
-	return logger, slog.New(slgk.NewGoKitHandler(logger, sl))
+	// slog records carry their own time (logged as time=): no ts= on the bridge.
+	return log.With(base, "ts", log.DefaultTimestampUTC), slog.New(slgk.NewGoKitHandler(base, sl))
 }
 
 // stdlogAdapter lets promhttp report encoding errors through go-kit.

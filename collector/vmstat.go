@@ -42,7 +42,7 @@ var allocstallZones = map[string]string{
 
 var (
 	allocstallDesc = prometheus.NewDesc(namespace+"_allocstalls_total",
-		"Allocations that entered direct reclaim, by the zone they targeted (vmstat allocstall_*).", []string{"zone"}, nil)
+		"Allocations that entered direct reclaim, by the zone they targeted (vmstat allocstall_*; kernels before 4.8 count all zones in one series without a zone label).", []string{"zone"}, nil)
 	dropCachesDesc = prometheus.NewDesc(namespace+"_drop_caches_total",
 		"Writes to vm.drop_caches, by what they dropped (vmstat drop_pagecache/drop_slab).", []string{"kind"}, nil)
 )
@@ -84,6 +84,9 @@ func newVmstat(cfg Config, _ log.Logger) (source, error) {
 	for suffix, zone := range allocstallZones {
 		c.metrics["allocstall_"+suffix] = vmstatMetric{allocstallDesc, []string{zone}}
 	}
+	// Kernels before 4.8 count all zones in one "allocstall"; an empty zone
+	// label is a series without it.
+	c.metrics["allocstall"] = vmstatMetric{allocstallDesc, []string{""}}
 	for key := range c.metrics {
 		c.initials[key[0]] = true
 	}

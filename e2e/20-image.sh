@@ -18,6 +18,15 @@ command -v unshare >/dev/null || fail "unshare (util-linux) not installed"
 [ -x ./memfrag_exporter ] || fail "./memfrag_exporter missing: run make build first"
 [ "$(id -u)" = 0 ] || fail "needs root (bind mounts, chroot); CI runs as root"
 
+# `--target from-source` compiles the context as .dockerignore filters it
+# (it needs the golang image, so it is not built here): every package the
+# binary imports must survive the filter.
+for dir in $(go list -deps -f '{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}' . | sed "s#^$PWD/\{0,1\}##"); do
+  top=${dir%%/*}
+  [ -z "$dir" ] && continue
+  if grep -qx "$top" .dockerignore; then fail ".dockerignore drops $dir, which the binary imports: --target from-source would not build"; fi
+done
+
 tmp=$(mktemp -d /tmp/memfrag-image.XXXXXX)
 pid=""
 cleanup() {
