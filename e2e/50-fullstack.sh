@@ -13,7 +13,8 @@
 # with its node name, which is how each receiver recognizes its own alerts,
 # so an alert delivered to the wrong node would be skipped as other_host and
 # fail the test. Node A also reads a FIFO as its kernel log, into which the
-# test writes an allocation-failure record.
+# test writes an allocation-failure record, and runs the opt-in pagetypeinfo
+# collector on a /proc/pagetypeinfo consistent with its buddyinfo.
 #
 # What differs from the shipped files, and only that: `for:` durations are
 # 2s, Alertmanager's group_wait/group_interval are 1s/5s, and the example's
@@ -106,6 +107,37 @@ Node 0, zone      DMA      2      2      2      1      2      1      1      0   
 Node 0, zone    DMA32  32995   4377    762    211    157    108     68     23      3      0      0
 Node 0, zone   Normal 127146  68215   1614      0      0      0      0      0      0      0      1
 EOF
+	# The same free lists by migrate type, as a 6.18 kernel prints them:
+	# each order's counts sum to the buddyinfo row above, except Normal's
+	# order-0 Movable list (118000 blocks), which the kernel stops counting
+	# at its cap and prints as >100000.
+	cat >"$root/proc/pagetypeinfo" <<'EOF'
+Page block order: 9
+Pages per block:  512
+
+Free pages count per migrate type at order       0      1      2      3      4      5      6      7      8      9     10 
+Node    0, zone      DMA, type    Unmovable      2      2      2      1      2      1      1      0      0      0      0 
+Node    0, zone      DMA, type      Movable      0      0      0      0      0      0      0      0      0      0      2 
+Node    0, zone      DMA, type  Reclaimable      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone      DMA, type   HighAtomic      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone      DMA, type      Isolate      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone    DMA32, type    Unmovable    412     96     31     12      9      4      2      0      0      0      0 
+Node    0, zone    DMA32, type      Movable  32101   4190    711    195    145    102     66     23      3      0      0 
+Node    0, zone    DMA32, type  Reclaimable    482     91     20      4      3      2      0      0      0      0      0 
+Node    0, zone    DMA32, type   HighAtomic      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone    DMA32, type      Isolate      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone   Normal, type    Unmovable   6021   3310    402      0      0      0      0      0      0      0      0 
+Node    0, zone   Normal, type      Movable >100000  62114   1050      0      0      0      0      0      0      0      1 
+Node    0, zone   Normal, type  Reclaimable   3125   2791    162      0      0      0      0      0      0      0      0 
+Node    0, zone   Normal, type   HighAtomic      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone   Normal, type      Isolate      0      0      0      0      0      0      0      0      0      0      0 
+
+Number of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate 
+Node 0, zone      DMA            1            7            0            0            0 
+Node 0, zone    DMA32           24         2002           14            0            0 
+Node 0, zone   Normal          612         6781          287            0            0 
+EOF
+	chmod 400 "$root/proc/pagetypeinfo"
 	local zone free min low high pages
 	: >"$root/proc/zoneinfo"
 	while read -r zone free min low high pages; do
@@ -232,7 +264,7 @@ exporter() {
 		--remediate.enable --remediate.token-file="$work/token" \
 		--remediate.node-name="fullstack-$name" "$@"
 }
-exporter a $PORT_A --collector.kmsg --collector.kmsg.path="$work/a/kmsg"
+exporter a $PORT_A --collector.kmsg --collector.kmsg.path="$work/a/kmsg" --collector.pagetypeinfo
 exporter b $PORT_B --remediate.dry-run
 start prometheus prometheus --config.file="$work/prometheus.yml" \
 	--storage.tsdb.path="$work/prom" --web.listen-address="127.0.0.1:$PORT_PROM"
