@@ -9,7 +9,8 @@
 #    the ?refresh header, and that it sits behind the same basic auth as
 #    /metrics when --web.config.file asks for it, and that it judges at
 #    --remediate.order / --remediate.unusable-threshold;
-#  - runs the inspect command on the fixture and on this machine.
+#  - runs the inspect command on the fixtures (--fail-on, the threshold flag)
+#    and on this machine.
 # Nothing is kept: the screenshot lives in a temp dir removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -191,12 +192,21 @@ set +e
 ./memfrag_exporter inspect --order=2 --output=json --path.procfs="$proc" --path.sysfs="$sys" >"$tmp/inspect2.json" 2>&1; st2=$?
 ./memfrag_exporter inspect --path.procfs="$tmp/nowhere" >/dev/null 2>&1; st3=$?
 ./memfrag_exporter inspect --order=3 >"$tmp/inspect-live.txt" 2>&1; st4=$?
+# The seed's fragmented node: at risk at order 4, not failing.
+seed=report/testdata/seed-before
+./memfrag_exporter inspect --path.procfs=$seed/proc --path.sysfs=$seed/sys >"$tmp/seed.txt" 2>&1; st5=$?
+./memfrag_exporter inspect --fail-on=at-risk --path.procfs=$seed/proc --path.sysfs=$seed/sys >"$tmp/seed-atrisk.txt" 2>&1; st6=$?
+./memfrag_exporter inspect --fail-on=at-risk --remediate.unusable-threshold=0.999 --path.procfs=$seed/proc --path.sysfs=$seed/sys >"$tmp/seed-999.txt" 2>&1; st7=$?
 set -e
 [ $st = 1 ] || { cat "$tmp/inspect.txt" >&2; fail "inspect --order=4 on the failing fixture exited $st, want 1"; }
 want 'worst zone for order-4 allocations: failing for fragmentation: node 0 zone Normal' "$tmp/inspect.txt" "inspect summary"
 [ $st2 = 0 ] || { cat "$tmp/inspect2.json" >&2; fail "inspect --order=2 exited $st2, want 0"; }
 want '"verdict": "at_risk"' "$tmp/inspect2.json" "inspect JSON verdict"
 [ $st3 = 2 ] || fail "inspect without buddyinfo exited $st3, want 2"
+[ $st5 = 0 ] || { cat "$tmp/seed.txt" >&2; fail "inspect on seed-before (at risk, not failing) exited $st5, want 0"; }
+want 'order-4 allocations: at risk: node 0 zone Normal' "$tmp/seed.txt" "seed-before summary"
+[ $st6 = 1 ] || { cat "$tmp/seed-atrisk.txt" >&2; fail "inspect --fail-on=at-risk on seed-before exited $st6, want 1"; }
+[ $st7 = 0 ] || { cat "$tmp/seed-999.txt" >&2; fail "inspect --fail-on=at-risk at threshold 0.999 (Normal reads 0.996) exited $st7, want 0"; }
 case $st4 in 0|1) ;; *) cat "$tmp/inspect-live.txt" >&2; fail "inspect on this machine exited $st4" ;; esac
 echo "inspect on this machine: $(head -n1 "$tmp/inspect-live.txt") (exit $st4)"
 echo "PASS 60-page"

@@ -11,21 +11,56 @@ import (
 // custom-plugin protocol (0 OK, 1 problem, 2 unknown), which a deploy script
 // reads just as well as "non-zero means stop". Usage errors exit 2 too.
 const (
-	ExitOK      = 0 // the order is not failing for fragmentation anywhere
-	ExitFailing = 1 // the order is failing for fragmentation in a zone other than DMA
+	ExitOK      = 0 // no zone but DMA trips the --fail-on gate for the order
+	ExitFailing = 1 // a zone other than DMA trips it (see FailOnFailing, FailOnAtRisk)
 	ExitError   = 2 // could not tell: unreadable kernel files, a bad flag
+)
+
+// The --fail-on gates: which verdicts make inspect exit ExitFailing.
+const (
+	// FailOnFailing, the default, is the contract: non-zero only
+	// when the order is failing for fragmentation, the failure compaction
+	// cures. Failing for low memory is another problem (reclaim's) and
+	// passes, as does at risk.
+	FailOnFailing = "failing"
+	// FailOnAtRisk stops earlier, for a deploy gate that wants headroom:
+	// non-zero when the order is anything but OK in some zone, that is at
+	// risk (unusable free index at or above the threshold, as on the seed's
+	// fragmented node, where one order-10 block was left) or failing for
+	// either cause.
+	FailOnAtRisk = "at-risk"
 )
 
 // InspectOptions are the inspect command's flags.
 type InspectOptions struct {
 	Order  int    // the allocation order to judge
 	Output string // "table" or "json"
+	FailOn string // FailOnFailing (also when empty) or FailOnAtRisk
+}
+
+// gateFrom is the best verdict that makes inspect exit ExitFailing under a
+// --fail-on gate: verdicts are ordered from good to bad, so the gate trips
+// when the worst zone's verdict is at least this.
+func gateFrom(failOn string) (Verdict, error) {
+	switch failOn {
+	case FailOnFailing, "":
+		return FailingFragmentation, nil
+	case FailOnAtRisk:
+		return AtRisk, nil
+	}
+	return OK, fmt.Errorf("unknown --fail-on %q (want %s or %s)", failOn, FailOnFailing, FailOnAtRisk)
 }
 
 // Inspect reads the machine once, prints the report to stdout, and returns
-// the exit status: ExitFailing when the order is failing for fragmentation
-// in any zone but DMA. Errors go to stderr.
+// the exit status: ExitFailing when the worst zone but DMA trips the
+// opts.FailOn gate for the order (by default: failing for fragmentation).
+// Errors go to stderr.
 func Inspect(cfg Config, opts InspectOptions, stdout, stderr io.Writer) int {
+	gate, err := gateFrom(opts.FailOn)
+	if err != nil {
+		fmt.Fprintf(stderr, "inspect: %v\n", err)
+		return ExitError
+	}
 	r, err := NewReader(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "inspect: %v\n", err)
@@ -56,7 +91,7 @@ func Inspect(cfg Config, opts InspectOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "inspect: %v\n", err)
 		return ExitError
 	}
-	if v, _ := s.Worst(opts.Order); v == FailingFragmentation {
+	if v, _ := s.Worst(opts.Order); v >= gate {
 		return ExitFailing
 	}
 	return ExitOK

@@ -41,27 +41,41 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestInspectGolden(t *testing.T) {
+	// The output does not depend on --fail-on, only the status does: rows
+	// that differ in it share a golden file.
 	tests := []struct {
 		fixture string
 		order   int
 		output  string
+		failOn  string
 		status  int
 	}{
-		{"seed-before", 4, "table", ExitOK},
-		{"seed-before", 4, "json", ExitOK},
-		{"seed-before", 9, "table", ExitFailing}, // DMA32 has no 2 MiB block
-		{"seed-after-drop", 4, "table", ExitOK},
-		{"seed-after-compact", 4, "table", ExitOK},
-		{"seed-after-compact", 9, "json", ExitOK},
-		{"two-nodes-failing", 4, "table", ExitFailing},
-		{"two-nodes-failing", 4, "json", ExitFailing},
+		// The seed's fragmented node: Normal at risk at order 4 (unusable
+		// 0.996, one order-10 block left). Not failing, so the default gate
+		// passes it; --fail-on=at-risk stops on it.
+		{"seed-before", 4, "table", "", ExitOK},
+		{"seed-before", 4, "table", FailOnFailing, ExitOK},
+		{"seed-before", 4, "table", FailOnAtRisk, ExitFailing},
+		{"seed-before", 4, "json", "", ExitOK},
+		{"seed-before", 4, "json", FailOnAtRisk, ExitFailing},
+		{"seed-before", 9, "table", "", ExitFailing}, // DMA32 has no 2 MiB block
+		{"seed-before", 9, "table", FailOnAtRisk, ExitFailing},
+		{"seed-after-drop", 4, "table", "", ExitOK},
+		{"seed-after-drop", 4, "table", FailOnAtRisk, ExitFailing}, // still at risk after drop_caches
+		{"seed-after-compact", 4, "table", "", ExitOK},
+		{"seed-after-compact", 4, "table", FailOnAtRisk, ExitOK}, // compaction cured it
+		{"seed-after-compact", 9, "json", "", ExitOK},
+		{"seed-after-compact", 9, "json", FailOnAtRisk, ExitFailing}, // huge pages still at risk
+		{"two-nodes-failing", 4, "table", "", ExitFailing},
+		{"two-nodes-failing", 4, "table", FailOnAtRisk, ExitFailing},
+		{"two-nodes-failing", 4, "json", "", ExitFailing},
 	}
 	for _, tt := range tests {
 		ext := map[string]string{"table": "txt", "json": "json"}[tt.output]
 		name := fmt.Sprintf("%s.order%02d.%s", tt.fixture, tt.order, ext)
-		t.Run(name, func(t *testing.T) {
+		t.Run(name+"/fail-on="+tt.failOn, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			status := Inspect(fixtureConfig(tt.fixture), InspectOptions{Order: tt.order, Output: tt.output}, &stdout, &stderr)
+			status := Inspect(fixtureConfig(tt.fixture), InspectOptions{Order: tt.order, Output: tt.output, FailOn: tt.failOn}, &stdout, &stderr)
 			if status != tt.status {
 				t.Errorf("exit status %d, want %d; stderr: %s", status, tt.status, stderr.String())
 			}
@@ -133,6 +147,7 @@ func TestInspectErrors(t *testing.T) {
 		{"order above the kernel's", fixtureConfig("seed-before"), InspectOptions{Order: 11}, "outside this kernel's orders 0..10"},
 		{"negative order", fixtureConfig("seed-before"), InspectOptions{Order: -1}, "outside"},
 		{"unknown output", fixtureConfig("seed-before"), InspectOptions{Order: 4, Output: "xml"}, `unknown output "xml"`},
+		{"unknown fail-on", fixtureConfig("seed-before"), InspectOptions{Order: 4, FailOn: "at_risk"}, `unknown --fail-on "at_risk"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,5 +247,35 @@ func TestReaderOptionalFiles(t *testing.T) {
 	}
 	if s.Proactiveness != -1 || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "not a number") {
 		t.Errorf("bad sysctl: proactiveness %d, warnings %q", s.Proactiveness, s.Warnings)
+	}
+}
+
+// TestFailOnGate pins which worst verdict trips each gate, failing for low
+// memory included (no fixture has it alone).
+func TestFailOnGate(t *testing.T) {
+	tests := []struct {
+		failOn string
+		worst  Verdict
+		trips  bool
+	}{
+		{FailOnFailing, OK, false},
+		{FailOnFailing, AtRisk, false},
+		{FailOnFailing, FailingLowMemory, false},
+		{FailOnFailing, FailingFragmentation, true},
+		{"", AtRisk, false},
+		{"", FailingFragmentation, true},
+		{FailOnAtRisk, OK, false},
+		{FailOnAtRisk, AtRisk, true},
+		{FailOnAtRisk, FailingLowMemory, true},
+		{FailOnAtRisk, FailingFragmentation, true},
+	}
+	for _, tt := range tests {
+		gate, err := gateFrom(tt.failOn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tt.worst >= gate; got != tt.trips {
+			t.Errorf("--fail-on=%q with worst %v: trips %v, want %v", tt.failOn, tt.worst, got, tt.trips)
+		}
 	}
 }
