@@ -2,6 +2,8 @@ package fragmentation
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -150,4 +152,39 @@ func BenchmarkIndices(b *testing.B) {
 		}
 	}
 	_ = sink
+}
+
+func TestHugePageOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		pageSize      int
+		order         int
+		fromSysfs     bool
+	}{
+		{"x86_64 2 MiB", "2097152\n", 4096, 9, true},
+		{"arm64 64 KiB pages, 512 MiB", "536870912\n", 65536, 13, true},
+		{"arm64 16 KiB pages, 32 MiB", "33554432", 16384, 11, true},
+		{"absent: PAGE_SHIFT-3", "", 4096, 9, false},
+		{"absent, 64 KiB pages", "", 65536, 13, false},
+		{"garbage", "lots\n", 4096, 9, false},
+		{"not a power of two", "3000000\n", 4096, 9, false},
+		{"smaller than a page", "1024\n", 4096, 9, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := t.TempDir()
+			if tc.content != "" {
+				dir := filepath.Join(sys, "kernel/mm/transparent_hugepage")
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "hpage_pmd_size"), []byte(tc.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			order, fromSysfs := HugePageOrder(sys, tc.pageSize)
+			if order != tc.order || fromSysfs != tc.fromSysfs {
+				t.Errorf("HugePageOrder = %d, %v; want %d, %v", order, fromSysfs, tc.order, tc.fromSysfs)
+			}
+		})
+	}
 }

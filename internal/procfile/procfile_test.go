@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -103,4 +104,39 @@ func BenchmarkFileRead(b *testing.B) {
 	for b.Loop() {
 		f.Do(func([]byte) error { return nil })
 	}
+}
+
+// The hand-written tokenizers agree with the standard library wherever the
+// input is in their domain: ASCII space/tab-separated decimal fields.
+func FuzzTokenizers(f *testing.F) {
+	f.Add([]byte("Node 0, zone   Normal 127146  68215 \t 1614\r\n"))
+	f.Add([]byte("18446744073709551615 -9223372036854775808 007"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fields := Fields{Rest: data}
+		var got []string
+		for w := fields.Next(); w != nil; w = fields.Next() {
+			got = append(got, string(w))
+			if u, ok := ParseUint(w); ok {
+				if want, err := strconv.ParseUint(string(w), 10, 64); err != nil || want != u {
+					t.Fatalf("ParseUint(%q) = %d; strconv: %d, %v", w, u, want, err)
+				}
+			}
+			if n, ok := ParseInt(w); ok {
+				if want, err := strconv.ParseInt(string(w), 10, 64); err != nil || want != n {
+					t.Fatalf("ParseInt(%q) = %d; strconv: %d, %v", w, n, want, err)
+				}
+			}
+		}
+		ascii := true
+		for _, c := range data {
+			if c >= 0x80 || c == '\v' || c == '\f' {
+				ascii = false
+			}
+		}
+		if ascii {
+			if want := strings.Fields(string(data)); strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Fatalf("Fields %q, strings.Fields %q", got, want)
+			}
+		}
+	})
 }
