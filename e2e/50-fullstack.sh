@@ -399,12 +399,12 @@ wait_for "MemFragRemediationIneffective firing for node a" alert_firing MemFragR
 # The probe's unauthenticated request.
 wait_for "MemFragRemediationRejected firing for node b (HTTP 401)" alert_firing MemFragRemediationRejected ", $B, code=\"401\""
 for quiet in MemFragExporterDown MemFragCollectorFailing MemFragHighOrderMemoryExhausted MemFragRemediationFailing \
-	MemFragRemediationRefused MemFragRemediationTooFrequent; do
+	MemFragRemediationRefused MemFragRemediationTooFrequent MemFragPagetypeinfoSlow; do
 	if prom_true "ALERTS{alertname=\"$quiet\"}"; then
 		fail "$quiet fires: $(curl -sfG "http://127.0.0.1:$PORT_PROM/api/v1/query" --data-urlencode "query=ALERTS{alertname=\"$quiet\"}" | jq -c '.data.result[].metric')"
 	fi
 done
-log "ok: no exporter-down, collector, exhausted or remediation-trouble alert fires"
+log "ok: no exporter-down, collector, exhausted, remediation-trouble or slow-pagetypeinfo alert fires"
 
 # ---- 7. every dashboard query returns data ----------------------------------
 log "running the dashboard's queries against this Prometheus"
