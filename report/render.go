@@ -109,26 +109,6 @@ func (r *renderer) uint(v uint64)                     { r.b = strconv.AppendUint
 func (r *renderer) fix1(v float64)                    { r.b = strconv.AppendFloat(r.b, v, 'f', 1, 64) }
 func (r *renderer) index(v int64)                     { r.b = appendThousandths(r.b, v) }
 
-// esc appends s escaped for HTML text and attribute values.
-func (r *renderer) esc(s string) {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '<':
-			r.str("&lt;")
-		case '>':
-			r.str("&gt;")
-		case '&':
-			r.str("&amp;")
-		case '"':
-			r.str("&#34;")
-		case '\'':
-			r.str("&#39;")
-		default:
-			r.b = append(r.b, c)
-		}
-	}
-}
-
 func (r *renderer) page() {
 	s := r.s
 	r.printf(`<section id="fragmentation" data-order="%d">`, r.o.Order)
