@@ -304,6 +304,37 @@ func TestDashboardStructure(t *testing.T) {
 	}
 }
 
+// intervalRange finds a range selector or subquery sized by $__interval.
+// Grafana's $__interval is the step, which can be below two scrape
+// intervals: the range then holds at most one sample and increase() or
+// changes() return nothing, so an event between scrapes vanishes (the
+// remediation annotation did, with its 1m step and 1m scrapes).
+// $__rate_interval is at least four scrape intervals and the step plus one.
+var intervalRange = regexp.MustCompile(`\[\$(?:\{__interval\}|__interval\b)[^\]]*\]`)
+
+func TestNoIntervalRanges(t *testing.T) {
+	for _, c := range []struct {
+		expr string
+		bad  bool
+	}{
+		{`increase(x[$__interval])`, true},
+		{`increase(x[${__interval}])`, true},
+		{`max_over_time(x[$__interval:1m])`, true},
+		{`increase(x[$__rate_interval])`, false},
+		{`increase(x[5m])`, false},
+		{`x * $__interval_ms`, false},
+	} {
+		if got := intervalRange.MatchString(c.expr); got != c.bad {
+			t.Errorf("intervalRange.MatchString(%q) = %v, want %v", c.expr, got, c.bad)
+		}
+	}
+	for _, q := range load(t).queries() {
+		if m := intervalRange.FindString(q.expr); m != "" {
+			t.Errorf("%s: range %s can hold a single sample; use [$__rate_interval]", q.where, m)
+		}
+	}
+}
+
 func overlap(a, b gridPos) bool {
 	return a.X < b.X+b.W && b.X < a.X+a.W && a.Y < b.Y+b.H && b.Y < a.Y+a.H
 }
