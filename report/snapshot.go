@@ -1,9 +1,7 @@
 package report
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -58,7 +56,7 @@ func NewReader(cfg Config) (*Reader, error) {
 		scoreOrder:          order,
 		scoreOrderFromSysfs: fromSysfs,
 		src:                 fragmentation.NewSource(cfg.ProcPath),
-		proactiveness:       procfile.New(filepath.Join(cfg.ProcPath, "sys/vm/compaction_proactiveness")),
+		proactiveness:       procfile.New(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile)),
 	}, nil
 }
 
@@ -180,17 +178,12 @@ func (r *Reader) Read() (*Snapshot, error) {
 	}
 	r.scores = s.fill(zones, infos, infoErr, r.scores)
 
-	err = r.proactiveness.Do(func(data []byte) error {
-		f := procfile.Fields{Rest: data}
-		v, ok := procfile.ParseUint(f.Next())
-		if !ok {
-			return fmt.Errorf("%s: %q is not a number", r.proactiveness.Path(), data)
-		}
-		s.Proactiveness = int64(min(v, 100))
-		return nil
-	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// Absent (an old kernel) leaves -1 without a warning: not a fault.
+	switch v, ok, err := fragmentation.ReadProactiveness(r.proactiveness); {
+	case err != nil:
 		s.Warnings = append(s.Warnings, fmt.Sprintf("no compaction thresholds: %v", err))
+	case ok:
+		s.Proactiveness = int64(min(v, 100))
 	}
 	return s, nil
 }
