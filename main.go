@@ -88,8 +88,8 @@ func run(args []string) int {
 	remSync := app.Flag("remediate.sync", "Run sync(2) before drop_caches, so that dirty pages can be dropped too.").Default("true").Bool()
 	remSyncTimeout := app.Flag("remediate.sync-timeout", "How long to wait for sync(2); when it takes longer the action stops before dropping caches.").Default(remediate.DefaultSyncTimeout.String()).Duration()
 	remTimeout := app.Flag("remediate.timeout", "Upper bound on one action, measurements included; shutdown waits for it.").Default(remediate.DefaultTimeout.String()).Duration()
-	remOrder := app.Flag("remediate.order", "Allocation order of the re-check before acting and of the gain measured after (keep equal to the alert rules').").Default(strconv.Itoa(remediate.DefaultOrder)).Int()
-	remThreshold := app.Flag("remediate.unusable-threshold", "Act only while some zone (other than DMA, or the zone the alert names) has an unusable free index at --remediate.order of at least this (keep equal to the alert rules').").Default(strconv.FormatFloat(remediate.DefaultUnusableThreshold, 'g', -1, 64)).Float64()
+	remOrder := app.Flag("remediate.order", "Allocation order of the re-check before acting and of the gain measured after (keep equal to the alert rules'); also the order the landing page judges by default.").Default(strconv.Itoa(remediate.DefaultOrder)).Int()
+	remThreshold := app.Flag("remediate.unusable-threshold", "Act only while some zone (other than DMA, or the zone the alert names) has an unusable free index at --remediate.order of at least this (keep equal to the alert rules'). Also the at-risk line of the landing page and inspect.").Default(strconv.FormatFloat(remediate.DefaultUnusableThreshold, 'g', -1, 64)).Float64()
 	remMaxBody := app.Flag("remediate.max-body-bytes", "Largest webhook body accepted; larger ones are answered 413.").Default(strconv.Itoa(remediate.DefaultMaxBodyBytes)).Int64()
 
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()

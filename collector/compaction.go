@@ -1,8 +1,6 @@
 package collector
 
 import (
-	"errors"
-	"fmt"
 	"path/filepath"
 
 	"github.com/go-kit/log"
@@ -37,7 +35,7 @@ func newCompaction(cfg Config, logger log.Logger) (source, error) {
 	}
 	return &compactionCollector{
 		order:         order,
-		proactiveness: procfile.New(filepath.Join(cfg.ProcPath, "sys/vm/compaction_proactiveness")),
+		proactiveness: procfile.New(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile)),
 	}, nil
 }
 
@@ -58,23 +56,13 @@ func (c *compactionCollector) update(s *scrape, out *samples) error {
 	}
 	out.add(scoreOrderDesc, prometheus.GaugeValue, float64(c.order))
 
-	var proactiveness uint64
-	err = c.proactiveness.Do(func(data []byte) error {
-		f := procfile.Fields{Rest: data}
-		v, ok := procfile.ParseUint(f.Next())
-		if !ok {
-			return fmt.Errorf("%s: %q is not a number", c.proactiveness.Path(), data)
-		}
-		proactiveness = v
-		return nil
-	})
-	switch {
-	case errors.Is(err, errNotExist):
-		return nil // kernels before 5.9 or without compaction: no thresholds to draw
-	case err != nil:
+	// Kernels before 5.9 or without compaction have no such sysctl (ok
+	// false): no thresholds to draw.
+	proactiveness, ok, err := fragmentation.ReadProactiveness(c.proactiveness)
+	if err != nil {
 		return err
 	}
-	if proactiveness > 0 {
+	if ok && proactiveness > 0 {
 		low, high := fragmentation.ProactiveThresholds(proactiveness)
 		out.add(thresholdDesc, prometheus.GaugeValue, float64(low), "low")
 		out.add(thresholdDesc, prometheus.GaugeValue, float64(high), "high")
