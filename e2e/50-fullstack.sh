@@ -407,18 +407,23 @@ done
 log "ok: no exporter-down, collector, exhausted, remediation-trouble or slow-pagetypeinfo alert fires"
 
 # ---- 7. every dashboard query returns data ----------------------------------
-log "running the dashboard's queries against this Prometheus"
+# ... and every metric name the dashboard and the rules use is one these
+# exporters serve (or a recording rule Prometheus evaluates).
+log "running the dashboard's queries and the metric-name check against this Prometheus"
 MEMFRAG_PROMETHEUS_URL="http://127.0.0.1:$PORT_PROM" MEMFRAG_DASHBOARD_INSTANCE="127.0.0.1:$PORT_A" \
-	go test -count=1 -run 'TestDashboardQueriesLive' -v ./dashboards/ >"$work/dashboard-test.log" 2>&1 ||
+	go test -count=1 -run 'TestDashboardQueriesLive|TestMetricNamesLive' -v ./dashboards/ >"$work/dashboard-test.log" 2>&1 ||
 	{
 		cat "$work/dashboard-test.log"
 		fail "dashboard queries"
 	}
-grep -q -- '--- PASS: TestDashboardQueriesLive' "$work/dashboard-test.log" || {
-	cat "$work/dashboard-test.log"
-	fail "the dashboard test did not run"
-}
+for t in TestDashboardQueriesLive TestMetricNamesLive; do
+	grep -q -- "--- PASS: $t" "$work/dashboard-test.log" || {
+		cat "$work/dashboard-test.log"
+		fail "the dashboard test $t did not run"
+	}
+done
 sed -n 's/^ *dashboard_test.go:[0-9]*: /  /p' "$work/dashboard-test.log"
 log "ok: $(grep -c ': [0-9]* series$' "$work/dashboard-test.log") dashboard queries returned data"
+sed -n 's/^ *metricnames_test.go:[0-9]*: /  /p' "$work/dashboard-test.log"
 
 log "50-fullstack: passed in $(elapsed)s"
