@@ -128,6 +128,18 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// Every metric the exporter serves is documented in the README's table.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[1] == "TYPE" && strings.HasPrefix(f[2], "memfrag_") {
+			if !strings.Contains(string(readme), "`"+f[2]+"`") && !strings.Contains(string(readme), "`"+f[2]+"{") {
+				t.Errorf("README.md does not document %s", f[2])
+			}
+		}
+	}
 	if code, page := get(t, "http://"+addr+"/"); code != 200 || !strings.Contains(page, "/metrics") {
 		t.Errorf("landing page: %d, links to /metrics: %v", code, strings.Contains(page, "/metrics"))
 	}
