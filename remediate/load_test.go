@@ -136,9 +136,9 @@ func rssBytes() int64 {
 	return 0
 }
 
-// BenchmarkWebhook is the receiver's hot path: a webhook for this host that
-// the policy skips (cooldown), decoded, decided, logged and answered.
-func BenchmarkWebhook(b *testing.B) {
+// newCoolingReceiver is a dry-run receiver whose compact action has just run,
+// so the next webhook for it is decided and skipped (cooldown).
+func newCoolingReceiver(b *testing.B) *Receiver {
 	tr := newTree(b, "buddyinfo-fragmented")
 	cfg := testConfig(tr, newFakeClock())
 	cfg.DryRun = true
@@ -146,9 +146,16 @@ func BenchmarkWebhook(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer r.Shutdown(b.Context())
 	decideOne(b, r, alertFor("compact", "first"))
 	r.wg.Wait()
+	return r
+}
+
+// BenchmarkWebhook is the receiver's hot path: a webhook for this host that
+// the policy skips (cooldown), decoded, decided, logged and answered.
+func BenchmarkWebhook(b *testing.B) {
+	r := newCoolingReceiver(b)
+	defer r.Shutdown(b.Context())
 	body := payload(alertFor("compact", "next", "numa_node", "0", "zone", "Normal", "instance", "10.0.0.1:19710"))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -166,16 +173,8 @@ func BenchmarkWebhook(b *testing.B) {
 // BenchmarkWebhookLoopback is the same over a real loopback connection, as
 // Alertmanager reaches it; its ns/op is the reply latency without contention.
 func BenchmarkWebhookLoopback(b *testing.B) {
-	tr := newTree(b, "buddyinfo-fragmented")
-	cfg := testConfig(tr, newFakeClock())
-	cfg.DryRun = true
-	r, err := New(cfg, log.NewLogfmtLogger(io.Discard))
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := newCoolingReceiver(b)
 	defer r.Shutdown(b.Context())
-	decideOne(b, r, alertFor("compact", "first"))
-	r.wg.Wait()
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	body := payload(alertFor("compact", "next"))
