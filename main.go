@@ -136,7 +136,7 @@ func run(args []string) int {
 	defer exporter.Close()
 	level.Info(logger).Log("msg", "collectors enabled", "collectors", strings.Join(exporter.Enabled(), ","))
 
-	registry := newRegistry(exporter, *procPath, !*disableExpMetr)
+	registry := newRegistry(*procPath, !*disableExpMetr)
 
 	// --- remediation wiring (issue 3) ---
 	// remediation serves POST /remediate; nil unless --remediate.enable.
@@ -174,7 +174,7 @@ func run(args []string) int {
 	if remediation != nil {
 		mux.Handle("/remediate", remediation)
 	}
-	mux.Handle(*metricsPath, metricsHandler(registry, *maxRequests, logger))
+	mux.Handle(*metricsPath, metricsHandler(exporter.WithGatherer(registry), registry, *maxRequests, logger))
 	// Probes for Kubernetes and load balancers: the process is up and serving.
 	// They do not read the kernel, so a broken source never restarts the pod.
 	for _, p := range []string{"/-/healthy", "/-/ready"} {
@@ -262,20 +262,22 @@ func run(args []string) int {
 	return 0
 }
 
-// newRegistry registers the collectors a scrape runs: the exporter's, its
-// build info and, unless disabled, its own process and Go runtime metrics.
-func newRegistry(exporter prometheus.Collector, procPath string, exporterMetrics bool) *prometheus.Registry {
+// newRegistry registers what is served next to the exporter's own families
+// (collector.Exporter.Gather): build info and, unless disabled, the process
+// and Go runtime metrics; remediation adds its metrics when enabled.
+func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(exporter, versioncollector.NewCollector(exporterName))
+	registry.MustRegister(versioncollector.NewCollector(exporterName))
 	if exporterMetrics {
 		registry.MustRegister(processcollector.New(procPath), collectors.NewGoCollector())
 	}
 	return registry
 }
 
-// metricsHandler serves the registry, gzipped at BestSpeed (see fastgzip).
-func metricsHandler(registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
-	return fastgzip.Handler(promhttp.HandlerFor(registry, promhttp.HandlerOpts{
+// metricsHandler serves gatherer, gzipped at BestSpeed (see fastgzip);
+// promhttp's own error counter goes to registry.
+func metricsHandler(gatherer prometheus.Gatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
+	return fastgzip.Handler(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
 		DisableCompression:  true,
 		ErrorHandling:       promhttp.ContinueOnError,
 		ErrorLog:            stdlogAdapter{logger},

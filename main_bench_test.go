@@ -34,7 +34,8 @@ func BenchmarkScrape(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer e.Close()
-			h := metricsHandler(newRegistry(e, "/proc", tc.exporterMetrics), 0, log.NewNopLogger())
+			reg := newRegistry("/proc", tc.exporterMetrics)
+			h := metricsHandler(e.WithGatherer(reg), reg, 0, log.NewNopLogger())
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			if tc.encoding != "" {
 				req.Header.Set("Accept-Encoding", tc.encoding)

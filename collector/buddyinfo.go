@@ -11,16 +11,16 @@ var (
 	zoneOrderLabels = []string{"numa_node", "zone", "order"}
 	zoneLabels      = []string{"numa_node", "zone"}
 
-	freeBlocksDesc = prometheus.NewDesc(namespace+"_free_blocks",
-		"Free blocks of 2^order pages in the zone (/proc/buddyinfo).", zoneOrderLabels, nil)
-	freeBytesDesc = prometheus.NewDesc(namespace+"_free_bytes",
-		"Free memory held in blocks of exactly this order; sum without(order) is the zone's free memory.", zoneOrderLabels, nil)
-	fragIndexDesc = prometheus.NewDesc(namespace+"_fragmentation_index",
-		"Kernel fragmentation index (mm/vmstat.c __fragmentation_index/1000): -1 while a block of this order is free; otherwise towards 0 an allocation of this order fails for lack of memory, towards 1 because free memory is fragmented.", zoneOrderLabels, nil)
-	unusableDesc = prometheus.NewDesc(namespace+"_unusable_free_index",
-		"Kernel unusable free index (mm/vmstat.c unusable_free_index/1000): share of the zone's free memory that cannot serve an allocation of this order; 1 when nothing is free.", zoneOrderLabels, nil)
-	largestOrderDesc = prometheus.NewDesc(namespace+"_largest_free_order",
-		"Highest order with a free block in the zone, -1 when nothing is free: an allocation above this order fails without reclaim or compaction.", zoneLabels, nil)
+	freeBlocksDesc = newDesc(namespace+"_free_blocks",
+		"Free blocks of 2^order pages in the zone (/proc/buddyinfo).", zoneOrderLabels)
+	freeBytesDesc = newDesc(namespace+"_free_bytes",
+		"Free memory held in blocks of exactly this order; sum without(order) is the zone's free memory.", zoneOrderLabels)
+	fragIndexDesc = newDesc(namespace+"_fragmentation_index",
+		"Kernel fragmentation index (mm/vmstat.c __fragmentation_index/1000): -1 while a block of this order is free; otherwise towards 0 an allocation of this order fails for lack of memory, towards 1 because free memory is fragmented.", zoneOrderLabels)
+	unusableDesc = newDesc(namespace+"_unusable_free_index",
+		"Kernel unusable free index (mm/vmstat.c unusable_free_index/1000): share of the zone's free memory that cannot serve an allocation of this order; 1 when nothing is free.", zoneOrderLabels)
+	largestOrderDesc = newDesc(namespace+"_largest_free_order",
+		"Highest order with a free block in the zone, -1 when nothing is free: an allocation above this order fails without reclaim or compaction.", zoneLabels)
 )
 
 type buddyinfoCollector struct {

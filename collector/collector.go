@@ -107,11 +107,11 @@ type Exporter struct {
 }
 
 var (
-	successDesc = prometheus.NewDesc(namespace+"_scrape_collector_success",
+	successDesc = newDesc(namespace+"_scrape_collector_success",
 		"1 if the collector's last scrape worked; 0 means its kernel source is absent or unreadable (see the exporter log).",
-		[]string{"collector"}, nil)
-	durationDesc = prometheus.NewDesc(namespace+"_scrape_collector_duration_seconds",
-		"How long the collector took in the last scrape to read its kernel source and compute its samples (the registry's encoding of them not included).", []string{"collector"}, nil)
+		[]string{"collector"})
+	durationDesc = newDesc(namespace+"_scrape_collector_duration_seconds",
+		"How long the collector took in the last scrape to read its kernel source and compute its samples (the registry's encoding of them not included).", []string{"collector"})
 )
 
 // New builds an Exporter with the collectors cfg enables.
@@ -169,12 +169,23 @@ func (e *Exporter) Enabled() []string {
 // orders, nodes), so the Exporter is an unchecked collector.
 func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
 
-// Collect runs every enabled collector once. A collector's duration is the
-// time it took to read its source and compute its samples; handing the
-// samples to the registry comes after.
+// Collect runs every enabled collector once, for a prometheus.Registry.
+// main serves the Exporter through Gather instead; both run the same code.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.run()
+	for _, s := range e.sources {
+		s.out.send(ch)
+	}
+	e.status.send(ch)
+}
+
+// run runs every enabled collector into its samples, then records each
+// one's success and duration. A collector's duration is the time it took to
+// read its source and compute its samples; handing them on comes after.
+// The caller holds e.mu.
+func (e *Exporter) run() {
 	e.scrape.reset()
 	e.status.reset()
 	for _, s := range e.sources {
@@ -185,7 +196,6 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		if err == nil {
 			err = s.out.err
 		}
-		s.out.send(ch)
 		e.report(s, err)
 		ok := 1.0
 		if err != nil {
@@ -194,7 +204,6 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		e.status.add(successDesc, prometheus.GaugeValue, ok, s.name)
 		e.status.add(durationDesc, prometheus.GaugeValue, d, s.name)
 	}
-	e.status.send(ch)
 }
 
 // report logs a collector's failure once, when it starts or changes, and its

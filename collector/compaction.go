@@ -12,14 +12,14 @@ import (
 )
 
 var (
-	scoreDesc = prometheus.NewDesc(namespace+"_compaction_score",
+	scoreDesc = newDesc(namespace+"_compaction_score",
 		"Kernel proactive-compaction score of the NUMA node (mm/compaction.c fragmentation_score_node, 0..100): the present-pages-weighted share of free memory unusable at the huge-page order.",
-		[]string{"numa_node"}, nil)
-	scoreOrderDesc = prometheus.NewDesc(namespace+"_compaction_score_order",
-		"The order the compaction score is computed at (the PMD huge-page order).", nil, nil)
-	thresholdDesc = prometheus.NewDesc(namespace+"_compaction_score_threshold",
+		[]string{"numa_node"})
+	scoreOrderDesc = newDesc(namespace+"_compaction_score_order",
+		"The order the compaction score is computed at (the PMD huge-page order).", nil)
+	thresholdDesc = newDesc(namespace+"_compaction_score_threshold",
 		"Kernel proactive-compaction thresholds derived from vm.compaction_proactiveness: kcompactd starts compacting a node whose score is above high and stops at low. Absent while proactive compaction is off.",
-		[]string{"level"}, nil)
+		[]string{"level"})
 )
 
 type compactionCollector struct {

@@ -43,18 +43,18 @@ import (
 const DefaultKmsgPath = "/dev/kmsg"
 
 var (
-	allocFailuresDesc = prometheus.NewDesc(namespace+"_page_allocation_failures_total",
+	allocFailuresDesc = newDesc(namespace+"_page_allocation_failures_total",
 		`"page allocation failure: order:N" messages the kernel logged since the exporter started, by order. A lower bound: the kernel rate-limits these messages and omits them for __GFP_NOWARN allocations (most opportunistic high-order ones, e.g. THP), so also watch memfrag_compaction_failures_total, memfrag_compaction_stalls_total and memfrag_thp_fault_fallback_total.`,
-		[]string{"order"}, nil)
-	allocFailureLastDesc = prometheus.NewDesc(namespace+"_page_allocation_failure_last_timestamp_seconds",
+		[]string{"order"})
+	allocFailureLastDesc = newDesc(namespace+"_page_allocation_failure_last_timestamp_seconds",
 		"When the kernel last logged a page allocation failure of this order, including failures still in the kernel's ring buffer from before the exporter started (those timestamps come from the kernel log clock and may be off by seconds). Absent for orders that never failed.",
-		[]string{"order"}, nil)
-	kmsgOverrunsDesc = prometheus.NewDesc(namespace+"_kmsg_overruns_total",
+		[]string{"order"})
+	kmsgOverrunsDesc = newDesc(namespace+"_kmsg_overruns_total",
 		"Times the kernel log ring buffer overwrote records before the exporter read them (EPIPE from /dev/kmsg); allocation failures among them were not counted.",
-		nil, nil)
-	kmsgLostDesc = prometheus.NewDesc(namespace+"_kmsg_lost_records_total",
+		nil)
+	kmsgLostDesc = newDesc(namespace+"_kmsg_lost_records_total",
 		"Kernel log records the exporter could not read (overwritten, or too large), from gaps in their sequence numbers.",
-		nil, nil)
+		nil)
 )
 
 // Buffer sizes: the kernel returns one whole record per read and fails with

@@ -41,21 +41,21 @@ const DefaultPagetypeinfoMinInterval = time.Minute
 const pagetypeinfoCap = 100000
 
 var (
-	pagetypeFreeDesc = prometheus.NewDesc(namespace+"_pagetype_free_blocks",
+	pagetypeFreeDesc = newDesc(namespace+"_pagetype_free_blocks",
 		"Free blocks of 2^order pages on the zone's free list of this migrate type (/proc/pagetypeinfo). Kernels since 5.4 stop counting a list at 100000 and print >100000: such a value is a lower bound and is flagged by memfrag_pagetype_free_blocks_capped.",
-		[]string{"numa_node", "zone", "migratetype", "order"}, nil)
-	pagetypeCappedDesc = prometheus.NewDesc(namespace+"_pagetype_free_blocks_capped",
+		[]string{"numa_node", "zone", "migratetype", "order"})
+	pagetypeCappedDesc = newDesc(namespace+"_pagetype_free_blocks_capped",
 		"Present (value 1) only for a free list the kernel stopped counting at its cap: the matching memfrag_pagetype_free_blocks is a lower bound, not an exact count.",
-		[]string{"numa_node", "zone", "migratetype", "order"}, nil)
-	pageblocksDesc = prometheus.NewDesc(namespace+"_pageblocks",
+		[]string{"numa_node", "zone", "migratetype", "order"})
+	pageblocksDesc = newDesc(namespace+"_pageblocks",
 		"Pageblocks of this migrate type in the zone (/proc/pagetypeinfo). Many Unmovable/Reclaimable pageblocks relative to the unmovable memory in use means unmovable pages are scattered, which compaction cannot undo.",
-		[]string{"numa_node", "zone", "migratetype"}, nil)
-	pageblockOrderDesc = prometheus.NewDesc(namespace+"_pageblock_order",
-		"The kernel's pageblock order: a pageblock (the unit migrate types are assigned to) holds 2^order pages.", nil, nil)
-	pagetypeReadDurationDesc = prometheus.NewDesc(namespace+"_pagetypeinfo_read_duration_seconds",
-		"How long the last read of /proc/pagetypeinfo took; the kernel holds the zone lock for most of it.", nil, nil)
-	pagetypeReadTimeDesc = prometheus.NewDesc(namespace+"_pagetypeinfo_last_read_timestamp_seconds",
-		"When the served pagetypeinfo values were read: the file is read at most once per --collector.pagetypeinfo.min-interval and the result served from cache in between.", nil, nil)
+		[]string{"numa_node", "zone", "migratetype"})
+	pageblockOrderDesc = newDesc(namespace+"_pageblock_order",
+		"The kernel's pageblock order: a pageblock (the unit migrate types are assigned to) holds 2^order pages.", nil)
+	pagetypeReadDurationDesc = newDesc(namespace+"_pagetypeinfo_read_duration_seconds",
+		"How long the last read of /proc/pagetypeinfo took; the kernel holds the zone lock for most of it.", nil)
+	pagetypeReadTimeDesc = newDesc(namespace+"_pagetypeinfo_last_read_timestamp_seconds",
+		"When the served pagetypeinfo values were read: the file is read at most once per --collector.pagetypeinfo.min-interval and the result served from cache in between.", nil)
 )
 
 type pagetypeinfoCollector struct {

@@ -21,32 +21,43 @@ type samples struct {
 }
 
 type seriesSlot struct {
-	desc   *prometheus.Desc
+	desc   *metricDesc
 	values []string
 	pairs  []*dto.LabelPair
+}
+
+// metricDesc is a prometheus.Desc that also keeps the name and help, which
+// prometheus.Desc keeps to itself: the Exporter builds its metric families
+// directly (see Exporter.Gather).
+type metricDesc struct {
+	*prometheus.Desc
+	name, help string
+}
+
+func newDesc(name, help string, labels []string) *metricDesc {
+	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help}
 }
 
 // cachedMetric is a prometheus.Metric with label pairs shared between
 // scrapes, as client_golang's own const metrics share theirs.
 type cachedMetric struct {
-	desc   *prometheus.Desc
+	desc   *metricDesc
 	labels []*dto.LabelPair
 	typ    prometheus.ValueType
 	v      float64
-	g      dto.Gauge
-	c      dto.Counter
 }
 
-func (m *cachedMetric) Desc() *prometheus.Desc { return m.desc }
+func (m *cachedMetric) Desc() *prometheus.Desc { return m.desc.Desc }
 
+// Write is for a prometheus.Registry (Collect); Gather fills metrics from
+// per-scrape slabs instead.
 func (m *cachedMetric) Write(out *dto.Metric) error {
 	out.Label = m.labels
+	v := m.v
 	if m.typ == prometheus.CounterValue {
-		m.c.Value = &m.v
-		out.Counter = &m.c
+		out.Counter = &dto.Counter{Value: &v}
 	} else {
-		m.g.Value = &m.v
-		out.Gauge = &m.g
+		out.Gauge = &dto.Gauge{Value: &v}
 	}
 	return nil
 }
@@ -62,13 +73,13 @@ func (s *samples) reset() {
 // that is not valid UTF-8: the parsers check names, this is the last line of
 // defence) is dropped and remembered as the collector's error, so a bad
 // kernel file can never panic the scrape.
-func (s *samples) add(desc *prometheus.Desc, typ prometheus.ValueType, v float64, values ...string) {
+func (s *samples) add(desc *metricDesc, typ prometheus.ValueType, v float64, values ...string) {
 	if s.next == len(s.slots) {
 		s.slots = append(s.slots, seriesSlot{})
 	}
 	slot := &s.slots[s.next]
 	if slot.desc != desc || !equalStrings(slot.values, values) {
-		m, err := prometheus.NewConstMetric(desc, typ, 0, values...)
+		m, err := prometheus.NewConstMetric(desc.Desc, typ, 0, values...)
 		var d dto.Metric
 		if err == nil {
 			err = m.Write(&d)

@@ -27,21 +27,21 @@ var vmSysctls = []struct {
 }
 
 var (
-	thpEnabledDesc = prometheus.NewDesc(namespace+"_thp_enabled",
-		"Transparent huge page mode (/sys/kernel/mm/transparent_hugepage/enabled): 1 for the active mode.", []string{"mode"}, nil)
-	thpDefragDesc = prometheus.NewDesc(namespace+"_thp_defrag",
-		"Transparent huge page defrag mode (/sys/kernel/mm/transparent_hugepage/defrag): 1 for the active mode.", []string{"mode"}, nil)
+	thpEnabledDesc = newDesc(namespace+"_thp_enabled",
+		"Transparent huge page mode (/sys/kernel/mm/transparent_hugepage/enabled): 1 for the active mode.", []string{"mode"})
+	thpDefragDesc = newDesc(namespace+"_thp_defrag",
+		"Transparent huge page defrag mode (/sys/kernel/mm/transparent_hugepage/defrag): 1 for the active mode.", []string{"mode"})
 )
 
 type sysctlValue struct {
 	file  *procfile.File
-	desc  *prometheus.Desc
+	desc  *metricDesc
 	scale float64
 }
 
 type thpMode struct {
 	file *procfile.File
-	desc *prometheus.Desc
+	desc *metricDesc
 }
 
 type sysctlCollector struct {
@@ -54,7 +54,7 @@ func newSysctl(cfg Config, _ log.Logger) (source, error) {
 	for _, s := range vmSysctls {
 		c.values = append(c.values, sysctlValue{
 			file:  procfile.New(filepath.Join(cfg.ProcPath, "sys/vm", s.file)),
-			desc:  prometheus.NewDesc(namespace+"_"+s.name, s.help, nil, nil),
+			desc:  newDesc(namespace+"_"+s.name, s.help, nil),
 			scale: s.scale,
 		})
 	}

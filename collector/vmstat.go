@@ -41,14 +41,14 @@ var allocstallZones = map[string]string{
 }
 
 var (
-	allocstallDesc = prometheus.NewDesc(namespace+"_allocstalls_total",
-		"Allocations that entered direct reclaim, by the zone they targeted (vmstat allocstall_*; kernels before 4.8 count all zones in one series without a zone label).", []string{"zone"}, nil)
-	dropCachesDesc = prometheus.NewDesc(namespace+"_drop_caches_total",
-		"Writes to vm.drop_caches, by what they dropped (vmstat drop_pagecache/drop_slab).", []string{"kind"}, nil)
+	allocstallDesc = newDesc(namespace+"_allocstalls_total",
+		"Allocations that entered direct reclaim, by the zone they targeted (vmstat allocstall_*; kernels before 4.8 count all zones in one series without a zone label).", []string{"zone"})
+	dropCachesDesc = newDesc(namespace+"_drop_caches_total",
+		"Writes to vm.drop_caches, by what they dropped (vmstat drop_pagecache/drop_slab).", []string{"kind"})
 )
 
 type vmstatMetric struct {
-	desc   *prometheus.Desc
+	desc   *metricDesc
 	labels []string
 }
 
@@ -78,7 +78,7 @@ func newVmstat(cfg Config, _ log.Logger) (source, error) {
 		case "drop_slab":
 			c.metrics[v.key] = vmstatMetric{dropCachesDesc, []string{"slab"}}
 		default:
-			c.metrics[v.key] = vmstatMetric{desc: prometheus.NewDesc(namespace+"_"+v.name, v.help, nil, nil)}
+			c.metrics[v.key] = vmstatMetric{desc: newDesc(namespace+"_"+v.name, v.help, nil)}
 		}
 	}
 	for suffix, zone := range allocstallZones {

@@ -6,19 +6,19 @@ import (
 )
 
 var (
-	zoneManagedDesc = prometheus.NewDesc(namespace+"_zone_managed_bytes",
-		"Memory the buddy allocator manages in the zone (zoneinfo managed).", zoneLabels, nil)
-	zonePresentDesc = prometheus.NewDesc(namespace+"_zone_present_bytes",
-		"Physical memory present in the zone (zoneinfo present); weights the zone in the compaction score.", zoneLabels, nil)
-	zoneSpannedDesc = prometheus.NewDesc(namespace+"_zone_spanned_bytes",
-		"Address range the zone spans, holes included (zoneinfo spanned).", zoneLabels, nil)
-	watermarkDesc = prometheus.NewDesc(namespace+"_zone_watermark_bytes",
+	zoneManagedDesc = newDesc(namespace+"_zone_managed_bytes",
+		"Memory the buddy allocator manages in the zone (zoneinfo managed).", zoneLabels)
+	zonePresentDesc = newDesc(namespace+"_zone_present_bytes",
+		"Physical memory present in the zone (zoneinfo present); weights the zone in the compaction score.", zoneLabels)
+	zoneSpannedDesc = newDesc(namespace+"_zone_spanned_bytes",
+		"Address range the zone spans, holes included (zoneinfo spanned).", zoneLabels)
+	watermarkDesc = newDesc(namespace+"_zone_watermark_bytes",
 		"Zone watermark: below min only atomic/reclaim allocations succeed, below low kswapd wakes, at high it sleeps; promo is the tiering promotion mark.",
-		[]string{"numa_node", "zone", "watermark"}, nil)
-	boostDesc = prometheus.NewDesc(namespace+"_zone_watermark_boost_bytes",
-		"Temporary watermark boost after a fragmentation event (vm.watermark_boost_factor); non-zero means the kernel is reclaiming to defragment.", zoneLabels, nil)
-	freeBlocksBytesDesc = prometheus.NewDesc(namespace+"_zone_free_pageblock_bytes",
-		"Free memory held in whole free pageblocks (zoneinfo nr_free_pages_blocks, kernels >= 6.15).", zoneLabels, nil)
+		[]string{"numa_node", "zone", "watermark"})
+	boostDesc = newDesc(namespace+"_zone_watermark_boost_bytes",
+		"Temporary watermark boost after a fragmentation event (vm.watermark_boost_factor); non-zero means the kernel is reclaiming to defragment.", zoneLabels)
+	freeBlocksBytesDesc = newDesc(namespace+"_zone_free_pageblock_bytes",
+		"Free memory held in whole free pageblocks (zoneinfo nr_free_pages_blocks, kernels >= 6.15).", zoneLabels)
 )
 
 type zoneinfoCollector struct {

@@ -1,0 +1,119 @@
+package collector
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+)
+
+func familiesText(t *testing.T, mfs []*dto.MetricFamily) []string {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if mf.GetName() == "memfrag_scrape_collector_duration_seconds" {
+			continue
+		}
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	slices.Sort(lines) // a family's series may come in another order
+	return lines
+}
+
+// Gather, which main serves, gives exactly what a prometheus.Registry
+// (pedantic: every check on) makes of Collect, on every kind of machine.
+func TestGatherMatchesRegistry(t *testing.T) {
+	for _, fx := range fixtures {
+		t.Run(fx.name, func(t *testing.T) {
+			e := newFixtureExporter(t, fx.name, fx.pageSize, nil)
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(e)
+			want, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, w := familiesText(t, got), familiesText(t, want); !slices.Equal(g, w) {
+				t.Errorf("Gather and the registry differ:\n%s", diffLines(g, w))
+			}
+			for i := 1; i < len(got); i++ {
+				if got[i-1].GetName() >= got[i].GetName() {
+					t.Errorf("families not sorted: %s before %s", got[i-1].GetName(), got[i].GetName())
+				}
+			}
+		})
+	}
+}
+
+func diffLines(got, want []string) string {
+	var b strings.Builder
+	for _, l := range got {
+		if !slices.Contains(want, l) {
+			b.WriteString("+ " + l + "\n")
+		}
+	}
+	for _, l := range want {
+		if !slices.Contains(got, l) {
+			b.WriteString("- " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestWithGatherer(t *testing.T) {
+	e := newFixtureExporter(t, "x86-vm", 4096, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aaa_first", Help: "h"}, func() float64 { return 1 }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zzz_last", Help: "h"}, func() float64 { return 1 }))
+	mfs, err := e.WithGatherer(reg).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mfs[0].GetName() != "aaa_first" || mfs[len(mfs)-1].GetName() != "zzz_last" || len(mfs) < 10 {
+		t.Fatalf("merged families: first %s, last %s, %d in all", mfs[0].GetName(), mfs[len(mfs)-1].GetName(), len(mfs))
+	}
+	for i := 1; i < len(mfs); i++ {
+		if mfs[i-1].GetName() >= mfs[i].GetName() {
+			t.Errorf("not sorted: %s before %s", mfs[i-1].GetName(), mfs[i].GetName())
+		}
+	}
+	// a family both sides produce is reported, not served twice
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "memfrag_free_blocks", Help: "clash"}, func() float64 { return 1 }))
+	mfs, err = e.WithGatherer(reg).Gather()
+	if err == nil || !strings.Contains(err.Error(), "memfrag_free_blocks is gathered twice") {
+		t.Errorf("clash: err = %v", err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if mf.GetName() == "memfrag_free_blocks" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("memfrag_free_blocks served %d times", n)
+	}
+}
+
+func BenchmarkGather(b *testing.B) {
+	for _, fx := range []string{"x86-vm", "numa-sparse"} {
+		b.Run(fx, func(b *testing.B) {
+			e := newFixtureExporter(b, fx, 4096, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Gather(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
