@@ -1,28 +1,17 @@
 package collector
 
 import (
-	"bytes"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 )
 
 func familiesText(t *testing.T, mfs []*dto.MetricFamily) []string {
 	t.Helper()
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if mf.GetName() == "memfrag_scrape_collector_duration_seconds" {
-			continue
-		}
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(string(render(t, mfs))), "\n")
 	slices.Sort(lines) // a family's series may come in another order
 	return lines
 }
