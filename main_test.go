@@ -235,4 +235,10 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 	if code := run([]string{"--log.level=loud"}); code != 2 {
 		t.Errorf("bad log level: exit %d, want 2", code)
 	}
+	if code := run([]string{"--runtime.gogc=abc"}); code != 2 {
+		t.Errorf("bad --runtime.gogc: exit %d, want 2", code)
+	}
+	if code := run([]string{"--runtime.gomaxprocs=0"}); code != 2 {
+		t.Errorf("--runtime.gomaxprocs=0: exit %d, want 2", code)
+	}
 }

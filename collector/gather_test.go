@@ -3,6 +3,7 @@ package collector
 import (
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,5 +105,39 @@ func BenchmarkGather(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Concurrent Gathers (two Prometheus servers scraping at once) each get a
+// complete exposition, and one scrape's values never change under another
+// (run with -race).
+func TestConcurrentGathers(t *testing.T) {
+	e := newFixtureExporter(t, "numa-sparse", 4096, nil)
+	first, err := e.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := familiesText(t, first)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				mfs, err := e.Gather()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got := familiesText(t, mfs); !slices.Equal(got, want) {
+					t.Errorf("concurrent gather differs:\n%s", diffLines(got, want))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := familiesText(t, first); !slices.Equal(got, want) {
+		t.Errorf("the first scrape's families changed under later scrapes:\n%s", diffLines(got, want))
 	}
 }

@@ -62,11 +62,11 @@ func (m *cachedMetric) Write(out *dto.Metric) error {
 	return nil
 }
 
-// reset starts a scrape. The previous scrape's metrics may still be in the
-// registry's hands (concurrent scrapes), so each scrape gets a new buffer.
+// reset starts a scrape, reusing the buffer: Gather copies the samples
+// out while holding the Exporter's lock, and send hands out copies.
 func (s *samples) reset() {
 	s.next, s.err = 0, nil
-	s.buf = make([]cachedMetric, 0, max(len(s.slots), 8))
+	s.buf = s.buf[:0]
 }
 
 // add records one sample. A sample prometheus would refuse (a label value
@@ -96,10 +96,12 @@ func (s *samples) add(desc *metricDesc, typ prometheus.ValueType, v float64, val
 	s.buf = append(s.buf, cachedMetric{desc: desc, labels: slot.pairs, typ: typ, v: v})
 }
 
-// send hands the scrape's samples to the registry.
+// send hands a copy of the scrape's samples to a registry, which may still
+// be reading them when the next scrape refills the buffer.
 func (s *samples) send(ch chan<- prometheus.Metric) {
-	for i := range s.buf {
-		ch <- &s.buf[i]
+	out := append([]cachedMetric(nil), s.buf...)
+	for i := range out {
+		ch <- &out[i]
 	}
 }
 
