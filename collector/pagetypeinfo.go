@@ -302,11 +302,7 @@ func (p *pagetypeinfo) parseTypeColumns(rest []byte) error {
 				return fmt.Errorf("migrate type %q twice", w)
 			}
 		}
-		if len(p.types) < cap(p.types) {
-			p.types = p.types[:len(p.types)+1]
-		} else {
-			p.types = append(p.types, "")
-		}
+		p.types = procfile.Grow(p.types)
 		setString(&p.types[len(p.types)-1], w)
 	}
 	if len(p.types) == 0 {
@@ -359,11 +355,7 @@ func (p *pagetypeinfo) parseFreeRow(line []byte, orders int) error {
 	if !procfile.IsName(mig) {
 		return fmt.Errorf("migrate type %q is not a kernel name", mig)
 	}
-	if len(p.free) < cap(p.free) {
-		p.free = p.free[:len(p.free)+1]
-	} else {
-		p.free = append(p.free, pagetypeFree{})
-	}
+	p.free = procfile.Grow(p.free)
 	l := &p.free[len(p.free)-1]
 	setString(&l.node, node)
 	setString(&l.zone, zone)
@@ -412,11 +404,7 @@ func (p *pagetypeinfo) parseBlocksRow(line []byte) error {
 		if !ok || v > maxPagetypeCount {
 			return fmt.Errorf("pageblock count %q is not a number", w)
 		}
-		if len(p.blocks) < cap(p.blocks) {
-			p.blocks = p.blocks[:len(p.blocks)+1]
-		} else {
-			p.blocks = append(p.blocks, pagetypeBlocks{})
-		}
+		p.blocks = procfile.Grow(p.blocks)
 		b := &p.blocks[len(p.blocks)-1]
 		setString(&b.node, node)
 		setString(&b.zone, zone)

@@ -66,11 +66,7 @@ func ParseBuddyinfo(data []byte, dst []Zone) ([]Zone, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if len(zones) < cap(zones) {
-			zones = zones[:len(zones)+1]
-		} else {
-			zones = append(zones, Zone{})
-		}
+		zones = procfile.Grow(zones)
 		z := &zones[len(zones)-1]
 		if err := parseLine(line, z); err != nil {
 			return zones, fmt.Errorf("%w: line %d: %w", ErrMalformed, lineNo, err)

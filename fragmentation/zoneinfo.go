@@ -49,11 +49,7 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 			if !procfile.IsName(name) {
 				return fmt.Errorf("line %d: zone name %q is not a kernel zone name", lineNo, name)
 			}
-			if len(zones) < cap(zones) {
-				zones = zones[:len(zones)+1]
-			} else {
-				zones = append(zones, ZoneInfo{})
-			}
+			zones = procfile.Grow(zones)
 			z = &zones[len(zones)-1]
 			node = node[:len(node)-1]
 			keepNode, keepName := z.Node, z.Name

@@ -196,6 +196,17 @@ func ParseInt(b []byte) (int64, bool) {
 	return int64(n), true
 }
 
+// Grow extends s by one element, reusing its capacity: the new last element
+// keeps what an earlier parse left there, so a parser can reuse its strings
+// and slices and reparsing the same file allocates nothing.
+func Grow[T any](s []T) []T {
+	if len(s) < cap(s) {
+		return s[:len(s)+1]
+	}
+	var zero T
+	return append(s, zero)
+}
+
 // CutLine splits data at its first newline: the line without it, and the
 // rest (nil after the last line).
 func CutLine(data []byte) (line, rest []byte) {
