@@ -1,45 +1,64 @@
-// Package fastgzip compresses HTTP responses with gzip at BestSpeed.
+// Package fastgzip gzips HTTP responses cheaply, in CPU and in memory.
 //
-// promhttp compresses at gzip's default level, which for this exporter's
-// ~30 KB exposition costs more CPU than reading and parsing every kernel
-// file: 0.66 ms a scrape against 0.25 ms at BestSpeed, for a body of 6.3 KB
-// instead of 5.4 KB. Scrapes are frequent and local to the cluster, so CPU
-// on every node matters more than a kilobyte on the wire.
+// promhttp compresses at gzip's default level with compress/gzip, whose
+// writer holds ~1.2 MB of compressor state: for this exporter's ~30 KB
+// exposition that is most of the live heap, and the compression costs more
+// CPU than reading and parsing every kernel file. Handler instead buffers
+// the response and compresses it in one piece with klauspost/compress's
+// stateless deflate, which keeps no state between responses (a pooled
+// ~260 KB token buffer while compressing) and runs about twice as fast as
+// compress/gzip at BestSpeed, for a body of about the same size (6.7 KB
+// instead of 6.6 KB for 29.8 KB of text).
 package fastgzip
 
 import (
-	"compress/gzip"
+	"bytes"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/klauspost/compress/gzip"
 )
 
-// writers are reused: a gzip.Writer holds ~800 KB of compressor state, too
-// much to allocate per scrape.
-var writers = sync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return w
+// maxPooled bounds the buffers kept for reuse, so one huge response does not
+// pin its buffers for the life of the process.
+const maxPooled = 1 << 20
+
+type buffers struct {
+	plain, gz bytes.Buffer
+	zw        *gzip.Writer
+}
+
+var pool = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.StatelessCompression)
+	return &buffers{zw: zw}
 }}
 
+// responseWriter holds the handler's response until it returns: its status
+// and its body, which is compressed as a whole.
 type responseWriter struct {
 	http.ResponseWriter
-	zw *gzip.Writer
+	buf    *bytes.Buffer
+	status int
 }
 
-// Write compresses. A Content-Length the handler set counts uncompressed
-// bytes, so it goes before the headers are sent.
-func (w responseWriter) Write(b []byte) (int, error) {
-	w.Header().Del("Content-Length")
-	return w.zw.Write(b)
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.buf.Write(b)
 }
 
-func (w responseWriter) WriteHeader(code int) {
-	w.Header().Del("Content-Length")
-	w.ResponseWriter.WriteHeader(code)
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
 }
 
 // Handler gzips h's responses for clients that accept gzip. h must not
-// compress on its own (promhttp.HandlerOpts.DisableCompression).
+// compress on its own (promhttp.HandlerOpts.DisableCompression) and must not
+// stream: the response is sent when h returns.
 func Handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Vary", "Accept-Encoding")
@@ -47,12 +66,39 @@ func Handler(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		zw := writers.Get().(*gzip.Writer)
-		defer writers.Put(zw)
-		zw.Reset(w)
-		w.Header().Set("Content-Encoding", "gzip")
-		h.ServeHTTP(responseWriter{w, zw}, r)
-		zw.Close()
+		b := pool.Get().(*buffers)
+		defer func() {
+			b.zw.Reset(nil)
+			if b.plain.Cap() <= maxPooled && b.gz.Cap() <= maxPooled {
+				b.plain.Reset()
+				b.gz.Reset()
+				pool.Put(b)
+			}
+		}()
+		rw := &responseWriter{ResponseWriter: w, buf: &b.plain}
+		h.ServeHTTP(rw, r)
+		switch {
+		case rw.status == 0:
+			rw.status = http.StatusOK
+		case rw.status < 200 || rw.status == http.StatusNoContent || rw.status == http.StatusNotModified:
+			w.WriteHeader(rw.status) // no body allowed
+			return
+		}
+
+		b.zw.Reset(&b.gz)
+		if _, err := b.zw.Write(b.plain.Bytes()); err != nil {
+			http.Error(w, "compressing the response: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := b.zw.Close(); err != nil {
+			http.Error(w, "compressing the response: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		hdr := w.Header()
+		hdr.Set("Content-Encoding", "gzip")
+		hdr.Set("Content-Length", strconv.Itoa(b.gz.Len())) // the handler's counted plain bytes
+		w.WriteHeader(rw.status)
+		w.Write(b.gz.Bytes())
 	})
 }
 

@@ -97,3 +97,59 @@ func BenchmarkHandler(b *testing.B) {
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
 }
+
+// The handler's status and headers survive the buffering, a body larger
+// than one deflate block and an empty body round-trip, and Content-Length
+// counts the compressed bytes.
+func TestStatusSizesAndLength(t *testing.T) {
+	big := strings.Repeat(body, 10) // ~330 KB, several stateless blocks
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"ok", 0, body}, {"big", 0, big}, {"empty", 0, ""}, {"error", http.StatusInternalServerError, "gathering failed\n"},
+	} {
+		h := Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("X-From-Handler", "yes")
+			if tc.status != 0 {
+				w.WriteHeader(tc.status)
+			}
+			io.WriteString(w, tc.body)
+		}))
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		h.ServeHTTP(rec, req)
+		want := tc.status
+		if want == 0 {
+			want = http.StatusOK
+		}
+		if rec.Code != want || rec.Header().Get("X-From-Handler") != "yes" {
+			t.Errorf("%s: status %d, headers %v; want %d and the handler's headers", tc.name, rec.Code, rec.Header(), want)
+		}
+		if cl := rec.Header().Get("Content-Length"); cl != strconv.Itoa(rec.Body.Len()) {
+			t.Errorf("%s: Content-Length %s for %d compressed bytes", tc.name, cl, rec.Body.Len())
+		}
+		zr, err := gzip.NewReader(rec.Body)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil || string(b) != tc.body {
+			t.Errorf("%s: got %d bytes (err %v), want %d", tc.name, len(b), err, len(tc.body))
+		}
+	}
+}
+
+// A status that allows no body is passed on without a gzip body.
+func TestNoContent(t *testing.T) {
+	h := Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent || rec.Body.Len() != 0 || rec.Header().Get("Content-Encoding") != "" {
+		t.Errorf("status %d, %d body bytes, Content-Encoding %q", rec.Code, rec.Body.Len(), rec.Header().Get("Content-Encoding"))
+	}
+}
