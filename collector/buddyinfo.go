@@ -36,14 +36,16 @@ func (c *buddyinfoCollector) update(s *scrape, out *samples) error {
 	if err != nil {
 		return err
 	}
+	var frag, unusable [fragmentation.MaxOrders]int64
 	for i := range zones {
 		z := &zones[i]
+		fragmentation.ZoneIndices(z.Free, frag[:], unusable[:])
 		for k, n := range z.Free {
 			o := orderLabels[k]
 			out.add(freeBlocksDesc, prometheus.GaugeValue, float64(n), z.Node, z.Name, o)
 			out.add(freeBytesDesc, prometheus.GaugeValue, float64(n<<k)*c.pageSize, z.Node, z.Name, o)
-			out.add(fragIndexDesc, prometheus.GaugeValue, float64(fragmentation.FragmentationIndex(z.Free, k))/1000, z.Node, z.Name, o)
-			out.add(unusableDesc, prometheus.GaugeValue, float64(fragmentation.UnusableFreeIndex(z.Free, k))/1000, z.Node, z.Name, o)
+			out.add(fragIndexDesc, prometheus.GaugeValue, float64(frag[k])/1000, z.Node, z.Name, o)
+			out.add(unusableDesc, prometheus.GaugeValue, float64(unusable[k])/1000, z.Node, z.Name, o)
 		}
 		out.add(largestOrderDesc, prometheus.GaugeValue, float64(z.LargestFreeOrder()), z.Node, z.Name)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
 const namespace = "memfrag"
@@ -129,6 +131,7 @@ func New(cfg Config, logger log.Logger) (*Exporter, error) {
 	}
 	e := &Exporter{logger: logger}
 	e.scrape.src = fragmentation.NewSource(cfg.ProcPath)
+	e.scrape.proactivenessFile = procfile.New(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile))
 	for _, f := range factories {
 		on, set := cfg.Enabled[f.name]
 		if !set {
@@ -233,13 +236,15 @@ func (e *Exporter) Close() error {
 			c.close()
 		}
 	}
+	e.scrape.proactivenessFile.Close()
 	return e.scrape.src.Close()
 }
 
 // scrape memoizes what several collectors read within one scrape, so a file
 // is read once per scrape however many collectors need it.
 type scrape struct {
-	src *fragmentation.Source
+	src               *fragmentation.Source
+	proactivenessFile *procfile.File
 
 	zones    []fragmentation.Zone
 	zonesErr error
@@ -248,9 +253,14 @@ type scrape struct {
 	infos    []fragmentation.ZoneInfo
 	infosErr error
 	infosOK  bool
+
+	proactiveness       uint64
+	proactivenessExists bool
+	proactivenessErr    error
+	proactivenessOK     bool
 }
 
-func (s *scrape) reset() { s.zonesOK, s.infosOK = false, false }
+func (s *scrape) reset() { s.zonesOK, s.infosOK, s.proactivenessOK = false, false, false }
 
 func (s *scrape) buddyinfo() ([]fragmentation.Zone, error) {
 	if !s.zonesOK {
@@ -266,6 +276,17 @@ func (s *scrape) zoneinfo() ([]fragmentation.ZoneInfo, error) {
 		s.infosOK = true
 	}
 	return s.infos, s.infosErr
+}
+
+// compactionProactiveness reads vm.compaction_proactiveness (see
+// fragmentation.ReadProactiveness), which the compaction and sysctl
+// collectors both need.
+func (s *scrape) compactionProactiveness() (v uint64, exists bool, err error) {
+	if !s.proactivenessOK {
+		s.proactiveness, s.proactivenessExists, s.proactivenessErr = fragmentation.ReadProactiveness(s.proactivenessFile)
+		s.proactivenessOK = true
+	}
+	return s.proactiveness, s.proactivenessExists, s.proactivenessErr
 }
 
 // orderLabels holds "0".."N" so emitting a metric per order does not format

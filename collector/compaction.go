@@ -1,14 +1,11 @@
 package collector
 
 import (
-	"path/filepath"
-
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
-	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
 var (
@@ -23,9 +20,8 @@ var (
 )
 
 type compactionCollector struct {
-	order         int
-	proactiveness *procfile.File
-	scores        []fragmentation.NodeScoreOf
+	order  int
+	scores []fragmentation.NodeScoreOf
 }
 
 func newCompaction(cfg Config, logger log.Logger) (source, error) {
@@ -33,10 +29,7 @@ func newCompaction(cfg Config, logger log.Logger) (source, error) {
 	if !fromSysfs {
 		level.Info(logger).Log("msg", "no transparent_hugepage/hpage_pmd_size; scoring at PAGE_SHIFT-3", "order", order)
 	}
-	return &compactionCollector{
-		order:         order,
-		proactiveness: procfile.New(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile)),
-	}, nil
+	return &compactionCollector{order: order}, nil
 }
 
 func (c *compactionCollector) update(s *scrape, out *samples) error {
@@ -58,7 +51,7 @@ func (c *compactionCollector) update(s *scrape, out *samples) error {
 
 	// Kernels before 5.9 or without compaction have no such sysctl (ok
 	// false): no thresholds to draw.
-	proactiveness, ok, err := fragmentation.ReadProactiveness(c.proactiveness)
+	proactiveness, ok, err := s.compactionProactiveness()
 	if err != nil {
 		return err
 	}
@@ -69,5 +62,3 @@ func (c *compactionCollector) update(s *scrape, out *samples) error {
 	}
 	return nil
 }
-
-func (c *compactionCollector) close() error { return c.proactiveness.Close() }

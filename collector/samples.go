@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -9,19 +11,23 @@ import (
 // the same series in the same order scrape after scrape, so slot i of this
 // scrape is compared with slot i of the last one and its label pairs are
 // reused when desc and label values match: prometheus.MustNewConstMetric
-// would rebuild and re-validate them, about 15 allocations per sample.
+// would rebuild and re-validate them, about 15 allocations per sample. A
+// scrape that emits the same series as the last one writes only their
+// values: no pointer is stored, so a scrape during a garbage collection
+// pays no write barriers.
 //
 // The Exporter times a collector's update (reading, parsing, computing,
 // adding samples) and hands the samples to the registry afterwards.
 type samples struct {
-	slots []seriesSlot
-	next  int
-	buf   []cachedMetric
-	err   error // the first sample refused (invalid label value)
+	slots  []seriesSlot // slots[:next] are this scrape's series
+	values []float64    // values[i] is slots[i]'s value in this scrape
+	next   int
+	err    error // the first sample refused (invalid label value)
 }
 
 type seriesSlot struct {
 	desc   *metricDesc
+	typ    prometheus.ValueType
 	values []string
 	pairs  []*dto.LabelPair
 }
@@ -32,10 +38,13 @@ type seriesSlot struct {
 type metricDesc struct {
 	*prometheus.Desc
 	name, help string
+	id         int // small and unique: Gather indexes families by it
 }
 
+var descIDs atomic.Int64
+
 func newDesc(name, help string, labels []string) *metricDesc {
-	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help}
+	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, id: int(descIDs.Add(1))}
 }
 
 // cachedMetric is a prometheus.Metric with label pairs shared between
@@ -62,12 +71,14 @@ func (m *cachedMetric) Write(out *dto.Metric) error {
 	return nil
 }
 
-// reset starts a scrape, reusing the buffer: Gather copies the samples
+// reset starts a scrape, reusing the slots: Gather copies the samples
 // out while holding the Exporter's lock, and send hands out copies.
 func (s *samples) reset() {
 	s.next, s.err = 0, nil
-	s.buf = s.buf[:0]
 }
+
+// len is the number of samples this scrape added.
+func (s *samples) len() int { return s.next }
 
 // add records one sample. A sample prometheus would refuse (a label value
 // that is not valid UTF-8: the parsers check names, this is the last line of
@@ -76,9 +87,10 @@ func (s *samples) reset() {
 func (s *samples) add(desc *metricDesc, typ prometheus.ValueType, v float64, values ...string) {
 	if s.next == len(s.slots) {
 		s.slots = append(s.slots, seriesSlot{})
+		s.values = append(s.values, 0)
 	}
 	slot := &s.slots[s.next]
-	if slot.desc != desc || !equalStrings(slot.values, values) {
+	if slot.desc != desc || slot.typ != typ || !equalStrings(slot.values, values) {
 		m, err := prometheus.NewConstMetric(desc.Desc, typ, 0, values...)
 		var d dto.Metric
 		if err == nil {
@@ -90,17 +102,24 @@ func (s *samples) add(desc *metricDesc, typ prometheus.ValueType, v float64, val
 			}
 			return
 		}
-		slot.desc, slot.values, slot.pairs = desc, append(slot.values[:0], values...), d.Label
+		*slot = seriesSlot{desc: desc, typ: typ, values: append(slot.values[:0], values...), pairs: d.Label}
 	}
+	s.values[s.next] = v
 	s.next++
-	s.buf = append(s.buf, cachedMetric{desc: desc, labels: slot.pairs, typ: typ, v: v})
+}
+
+// metric is sample i as a prometheus.Metric.
+func (s *samples) metric(i int) cachedMetric {
+	sl := &s.slots[i]
+	return cachedMetric{desc: sl.desc, labels: sl.pairs, typ: sl.typ, v: s.values[i]}
 }
 
 // send hands a copy of the scrape's samples to a registry, which may still
-// be reading them when the next scrape refills the buffer.
+// be reading them when the next scrape refills the slots.
 func (s *samples) send(ch chan<- prometheus.Metric) {
-	out := append([]cachedMetric(nil), s.buf...)
+	out := make([]cachedMetric, s.next)
 	for i := range out {
+		out[i] = s.metric(i)
 		ch <- &out[i]
 	}
 }

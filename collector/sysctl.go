@@ -9,6 +9,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/memfrag/memfrag_exporter/fragmentation"
 	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
@@ -34,7 +35,7 @@ var (
 )
 
 type sysctlValue struct {
-	file  *procfile.File
+	file  *procfile.File // nil for compaction_proactiveness, which the scrape reads once for both collectors
 	desc  *metricDesc
 	scale float64
 }
@@ -52,11 +53,11 @@ type sysctlCollector struct {
 func newSysctl(cfg Config, _ log.Logger) (source, error) {
 	c := &sysctlCollector{}
 	for _, s := range vmSysctls {
-		c.values = append(c.values, sysctlValue{
-			file:  procfile.New(filepath.Join(cfg.ProcPath, "sys/vm", s.file)),
-			desc:  newDesc(namespace+"_"+s.name, s.help, nil),
-			scale: s.scale,
-		})
+		v := sysctlValue{desc: newDesc(namespace+"_"+s.name, s.help, nil), scale: s.scale}
+		if "sys/vm/"+s.file != fragmentation.ProactivenessFile {
+			v.file = procfile.New(filepath.Join(cfg.ProcPath, "sys/vm", s.file))
+		}
+		c.values = append(c.values, v)
 	}
 	thp := filepath.Join(cfg.SysPath, "kernel/mm/transparent_hugepage")
 	c.modes = []thpMode{
@@ -69,10 +70,21 @@ func newSysctl(cfg Config, _ log.Logger) (source, error) {
 // update exports every knob this kernel has. Knobs a kernel lacks (defrag_mode
 // before 6.15, THP when not built in) are skipped; only when none exists, or
 // one is unreadable or malformed, does the collector report failure.
-func (c *sysctlCollector) update(_ *scrape, out *samples) error {
+func (c *sysctlCollector) update(s *scrape, out *samples) error {
 	found := 0
 	var errs []error
 	for _, v := range c.values {
+		if v.file == nil {
+			p, exists, err := s.compactionProactiveness()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case exists:
+				out.add(v.desc, prometheus.GaugeValue, float64(p)*v.scale)
+				found++
+			}
+			continue
+		}
 		err := v.file.Do(func(data []byte) error {
 			f := procfile.Fields{Rest: data}
 			w := f.Next()
@@ -160,7 +172,9 @@ func emitModes(data []byte, m thpMode, out *samples) error {
 
 func (c *sysctlCollector) close() error {
 	for _, v := range c.values {
-		v.file.Close()
+		if v.file != nil {
+			v.file.Close()
+		}
 	}
 	for _, m := range c.modes {
 		m.file.Close()

@@ -113,17 +113,24 @@ func (c *vmstatCollector) update(_ *scrape, out *samples) error {
 // parse picks the known counters out of vmstat's "name value" lines.
 func (c *vmstatCollector) parse(data []byte, dst []vmstatValue) ([]vmstatValue, error) {
 	values := dst[:0]
-	err := procfile.Lines(data, func(line []byte) error {
-		if len(line) == 0 || !c.initials[line[0]] {
-			return nil
+	for len(data) > 0 {
+		if !c.initials[data[0]] {
+			nl := bytes.IndexByte(data, '\n')
+			if nl < 0 {
+				break
+			}
+			data = data[nl+1:]
+			continue
 		}
+		var line []byte
+		line, data = procfile.CutLine(data)
 		f := procfile.Fields{Rest: line}
 		key := f.Next()
 		m, ok := c.metrics[string(key)]
 		if !ok {
 			zone, isStall := bytes.CutPrefix(key, []byte("allocstall_"))
 			if !isStall || !procfile.IsName(zone) {
-				return nil
+				continue
 			}
 			// A zone this table does not know: keep the kernel's name.
 			m = vmstatMetric{allocstallDesc, []string{string(zone)}}
@@ -131,15 +138,14 @@ func (c *vmstatCollector) parse(data []byte, dst []vmstatValue) ([]vmstatValue, 
 		v := f.Next()
 		n, ok := procfile.ParseUint(v)
 		if !ok {
-			return fmt.Errorf("malformed vmstat: %s: %q is not a count", key, v)
+			return values, fmt.Errorf("malformed vmstat: %s: %q is not a count", key, v)
 		}
 		values = append(values, vmstatValue{m, float64(n)})
-		return nil
-	})
-	if err == nil && len(values) == 0 {
-		err = errors.New("malformed vmstat: none of the expected counters")
 	}
-	return values, err
+	if len(values) == 0 {
+		return values, errors.New("malformed vmstat: none of the expected counters")
+	}
+	return values, nil
 }
 
 func (c *vmstatCollector) close() error { return c.file.Close() }

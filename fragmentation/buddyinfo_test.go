@@ -169,6 +169,7 @@ func FuzzParseBuddyinfo(f *testing.F) {
 					t.Fatalf("order %d: indices %d, %d out of range for %v", o, fi, ui, z.Free)
 				}
 			}
+			checkZoneIndices(t, z.Free)
 		}
 		// Reparsing into the used storage gives the same result.
 		again, err := ParseBuddyinfo(data, append([]Zone(nil), zones...))

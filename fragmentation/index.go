@@ -53,6 +53,38 @@ func UnusableFreeIndex(free []uint64, order int) int64 {
 	return int64((c.freePages - c.blocksSuitable<<order) * 1000 / c.freePages)
 }
 
+// ZoneIndices fills frag[k] and unusable[k] with FragmentationIndex and
+// UnusableFreeIndex of every order k of the zone, in one pass from the
+// highest order down (the blocks suitable for order k are free[k] plus
+// twice those suitable for k+1), where calling the two functions for each
+// order costs a pass per order. frag and unusable must hold len(free)
+// values.
+func ZoneIndices(free []uint64, frag, unusable []int64) {
+	var freePages, blocksTotal uint64
+	for k, n := range free {
+		blocksTotal += n
+		freePages += n << k
+	}
+	frag, unusable = frag[:len(free)], unusable[:len(free)]
+	var suitable uint64
+	for k := len(free) - 1; k >= 0; k-- {
+		suitable = free[k] + 2*suitable
+		switch {
+		case blocksTotal == 0:
+			frag[k] = 0
+		case suitable > 0:
+			frag[k] = -1000
+		default:
+			frag[k] = 1000 - int64((1000+freePages*1000/(uint64(1)<<k))/blocksTotal)
+		}
+		if freePages == 0 {
+			unusable[k] = 1000
+		} else {
+			unusable[k] = int64((freePages - suitable<<k) * 1000 / freePages)
+		}
+	}
+}
+
 // extfragForOrder is the kernel's extfrag_for_order: the unusable share in
 // percent, except that a zone with nothing free reads 0 (not 100), which is
 // what the proactive-compaction score uses.

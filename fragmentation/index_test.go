@@ -142,6 +142,36 @@ func TestProactiveThresholds(t *testing.T) {
 	}
 }
 
+// ZoneIndices gives, for every order, what the per-order functions give.
+func checkZoneIndices(t *testing.T, free []uint64) {
+	t.Helper()
+	frag, unusable := make([]int64, len(free)), make([]int64, len(free))
+	ZoneIndices(free, frag, unusable)
+	for o := range free {
+		if fi, ui := FragmentationIndex(free, o), UnusableFreeIndex(free, o); frag[o] != fi || unusable[o] != ui {
+			t.Fatalf("%v order %d: ZoneIndices %d/%d, per order %d/%d", free, o, frag[o], unusable[o], fi, ui)
+		}
+	}
+}
+
+func TestZoneIndices(t *testing.T) {
+	for name, free := range zonesUnderTest {
+		t.Run(name, func(t *testing.T) { checkZoneIndices(t, free) })
+	}
+	for _, free := range [][]uint64{{0, 0, 0}, {1}, {0, 0, 1}, {5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 << 20}} {
+		checkZoneIndices(t, free)
+	}
+}
+
+func BenchmarkZoneIndices(b *testing.B) {
+	free := zonesUnderTest["seed Normal compact"]
+	frag, unusable := make([]int64, len(free)), make([]int64, len(free))
+	b.ReportAllocs()
+	for b.Loop() {
+		ZoneIndices(free, frag, unusable)
+	}
+}
+
 func BenchmarkIndices(b *testing.B) {
 	free := zonesUnderTest["seed Normal compact"]
 	b.ReportAllocs()

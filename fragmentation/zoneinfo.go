@@ -21,62 +21,70 @@ type ZoneInfo struct {
 }
 
 // ParseZoneinfo parses the content of /proc/zoneinfo, reusing dst's storage.
-// It reads only the zone headers and the per-zone page counts it knows and
-// skips everything else, so new kernel fields do not break it.
+// It reads the zone headers and the per-zone page counts it knows and skips
+// everything else, so new kernel fields do not break it.
+//
+// A scrape parses the file every time, and most of it is of no interest:
+// the node counters after "per-node stats", and the zone counters and
+// per-CPU pagesets after "protection:". Those runs are jumped over, to the
+// zone's "pages free" line and to the next zone header, except for the one
+// zone counter read (nr_free_pages_blocks). Every other line's key is
+// checked; the first two bytes of the key rule most of them out.
 func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 	zones := dst[:0]
 	var z *ZoneInfo
-	lineNo := 0
-	err := procfile.Lines(data, func(line []byte) error {
-		lineNo++
-		if !mayBeZoneinfoKey(line) {
-			return nil
+	malformed := func(rest []byte, format string, args ...any) error {
+		line := bytes.Count(data[:len(data)-len(rest)], []byte("\n")) + 1
+		return fmt.Errorf("malformed zoneinfo: line %d: "+format, append([]any{line}, args...)...)
+	}
+	rest := data
+	for len(rest) > 0 {
+		i := 0
+		for i < len(rest) && (rest[i] == ' ' || rest[i] == '\t') {
+			i++
 		}
+		if i == len(rest) || !zoneinfoKeyStart(rest[i:]) {
+			nl := bytes.IndexByte(rest[i:], '\n')
+			if nl < 0 {
+				break
+			}
+			rest = rest[i+nl+1:]
+			continue
+		}
+		line, next := procfile.CutLine(rest[i:])
 		f := procfile.Fields{Rest: line}
 		key := f.Next()
-		if key == nil {
-			return nil
-		}
 		if string(key) == "Node" {
-			node := f.Next()
-			if len(node) < 2 || node[len(node)-1] != ',' || !procfile.IsDigits(node[:len(node)-1]) {
-				return fmt.Errorf("line %d: want node id and comma, got %q", lineNo, node)
+			var err error
+			if zones, err = zoneHeader(&f, zones); err != nil {
+				return zones, malformed(rest, "%w", err)
 			}
-			if w := f.Next(); string(w) != "zone" {
-				return fmt.Errorf("line %d: want %q, got %q", lineNo, "zone", w)
-			}
-			name := f.Next()
-			if !procfile.IsName(name) {
-				return fmt.Errorf("line %d: zone name %q is not a kernel zone name", lineNo, name)
-			}
-			zones = procfile.Grow(zones)
 			z = &zones[len(zones)-1]
-			node = node[:len(node)-1]
-			keepNode, keepName := z.Node, z.Name
-			*z = ZoneInfo{Node: keepNode, Name: keepName}
-			if string(node) != z.Node {
-				z.Node = string(node)
-			}
-			if string(name) != z.Name {
-				z.Name = string(name)
-			}
-			for i := range zones[:len(zones)-1] {
-				if zones[i].Node == z.Node && zones[i].Name == z.Name {
-					return fmt.Errorf("line %d: zone %s of node %s listed twice", lineNo, z.Name, z.Node)
-				}
-			}
-			return nil
+			rest = next
+			continue
 		}
 		if z == nil {
-			return fmt.Errorf("line %d: %q before the first zone header", lineNo, key)
+			return zones, malformed(rest, "%q before the first zone header", key)
 		}
 		var dstField *uint64
 		switch string(key) {
-		case "pages":
-			if string(f.Next()) != "free" {
-				return nil
+		case "per-node":
+			// "per-node stats": node counters up to the zone's "pages free".
+			if j := bytes.Index(next, []byte("pages free")); j >= 0 {
+				next = next[bytes.LastIndexByte(next[:j], '\n')+1:]
 			}
-			dstField = &z.Free
+		case "protection:":
+			// Zone counters and pagesets up to the next zone header, but
+			// for the nr_free_pages_blocks counter among them.
+			end := zoneEnd(next)
+			if j := bytes.Index(next[:end], []byte("nr_free_pages_blocks ")); j >= 0 {
+				end = bytes.LastIndexByte(next[:j], '\n') + 1
+			}
+			next = next[end:]
+		case "pages":
+			if string(f.Next()) == "free" {
+				dstField = &z.Free
+			}
 		case "boost":
 			dstField, z.HasBoost = &z.Boost, true
 		case "min":
@@ -97,19 +105,17 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 			dstField = &z.CMA
 		case "nr_free_pages_blocks":
 			dstField, z.HasFreePagesBlocks = &z.FreePagesBlocks, true
-		default:
-			return nil
+			next = next[zoneEnd(next):]
 		}
-		v := f.Next()
-		n, ok := procfile.ParseUint(v)
-		if !ok {
-			return fmt.Errorf("line %d: %s: %q is not a page count", lineNo, key, v)
+		if dstField != nil {
+			v := f.Next()
+			n, ok := procfile.ParseUint(v)
+			if !ok {
+				return zones, malformed(rest, "%s: %q is not a page count", key, v)
+			}
+			*dstField = n
 		}
-		*dstField = n
-		return nil
-	})
-	if err != nil {
-		return zones, fmt.Errorf("malformed zoneinfo: %w", err)
+		rest = next
 	}
 	if len(zones) == 0 {
 		return zones, fmt.Errorf("malformed zoneinfo: no zones")
@@ -117,22 +123,68 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 	return zones, nil
 }
 
-// mayBeZoneinfoKey cheaply rules out most of zoneinfo's lines (per-node and
-// per-zone counters, pagesets) by the first byte of their key, before they
-// are split into fields: a scrape parses the file every time.
-func mayBeZoneinfoKey(line []byte) bool {
-	i := 0
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
+// zoneEnd is where the next zone header starts in b, a zone's remaining
+// lines, or len(b).
+func zoneEnd(b []byte) int {
+	// "Node " rather than "\nNode ": a search starts with the rare 'N'.
+	for off := 0; ; {
+		j := bytes.Index(b[off:], []byte("Node "))
+		if j < 0 {
+			return len(b)
+		}
+		if off+j == 0 || b[off+j-1] == '\n' {
+			return off + j
+		}
+		off += j + 1
 	}
-	if i == len(line) {
+}
+
+// zoneHeader parses the rest of a "Node 0, zone   Normal" line into a new
+// last zone of zones, keeping the strings an earlier parse left there.
+func zoneHeader(f *procfile.Fields, zones []ZoneInfo) ([]ZoneInfo, error) {
+	node := f.Next()
+	if len(node) < 2 || node[len(node)-1] != ',' || !procfile.IsDigits(node[:len(node)-1]) {
+		return zones, fmt.Errorf("want node id and comma, got %q", node)
+	}
+	if w := f.Next(); string(w) != "zone" {
+		return zones, fmt.Errorf("want %q, got %q", "zone", w)
+	}
+	name := f.Next()
+	if !procfile.IsName(name) {
+		return zones, fmt.Errorf("zone name %q is not a kernel zone name", name)
+	}
+	zones = procfile.Grow(zones)
+	z := &zones[len(zones)-1]
+	node = node[:len(node)-1]
+	keepNode, keepName := z.Node, z.Name
+	*z = ZoneInfo{Node: keepNode, Name: keepName}
+	if string(node) != z.Node {
+		z.Node = string(node)
+	}
+	if string(name) != z.Name {
+		z.Name = string(name)
+	}
+	for i := range zones[:len(zones)-1] {
+		if zones[i].Node == z.Node && zones[i].Name == z.Name {
+			return zones, fmt.Errorf("zone %s of node %s listed twice", z.Name, z.Node)
+		}
+	}
+	return zones, nil
+}
+
+// zoneinfoKeyStart reports whether a line whose key starts at b may be a
+// zone header, a field ParseZoneinfo reads or a line it jumps from, by the
+// key's first two bytes: that rules out most counters and the pagesets'
+// "high:", "count:" and "batch:".
+func zoneinfoKeyStart(b []byte) bool {
+	if len(b) < 2 {
 		return false
 	}
-	switch line[i] {
-	case 'N', 'p', 'b', 'm', 'l', 'h', 's', 'c':
+	switch string(b[:2]) {
+	case "No", "pa", "bo", "mi", "lo", "hi", "pr", "pe", "sp", "ma", "cm":
 		return true
-	case 'n':
-		return bytes.HasPrefix(line[i:], []byte("nr_free_pages_blocks"))
+	case "nr":
+		return bytes.HasPrefix(b, []byte("nr_free_pages_blocks"))
 	}
 	return false
 }

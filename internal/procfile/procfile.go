@@ -29,9 +29,16 @@ type File struct {
 
 // New returns a File for path. Nothing is opened until the first read, so an
 // absent file is reported by the read that needs it.
+//
+// The buffer starts small and doubles until the file fits: a sysctl read
+// makes the kernel allocate and zero a buffer as large as the read asks
+// for, so reading "20\n" into 4 KiB zeroes 4 KiB twice (the read and the
+// one that finds the end).
 func New(path string) *File {
-	return &File{path: path, buf: make([]byte, 0, 4096)}
+	return &File{path: path, buf: make([]byte, 0, initialSize)}
 }
+
+const initialSize = 128
 
 // Path is the file's path.
 func (f *File) Path() string { return f.path }
@@ -119,24 +126,25 @@ type Fields struct{ Rest []byte }
 
 // Next returns the next field, or nil at the end of the line.
 func (f *Fields) Next() []byte {
+	b := f.Rest
 	i := 0
-	for i < len(f.Rest) && isSpace(f.Rest[i]) {
+	for i < len(b) && spaces[b[i]] {
 		i++
 	}
-	if i == len(f.Rest) {
+	if i == len(b) {
 		f.Rest = nil
 		return nil
 	}
-	j := i
-	for j < len(f.Rest) && !isSpace(f.Rest[j]) {
+	j := i + 1
+	for j < len(b) && !spaces[b[j]] {
 		j++
 	}
-	w := f.Rest[i:j]
-	f.Rest = f.Rest[j:]
-	return w
+	f.Rest = b[j:]
+	return b[i:j]
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+// spaces are the bytes that separate fields.
+var spaces = [256]bool{' ': true, '\t': true, '\r': true, '\n': true}
 
 // IsDigits reports whether b is a non-empty run of ASCII digits.
 func IsDigits(b []byte) bool {
