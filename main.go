@@ -284,10 +284,10 @@ func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
 	return registry
 }
 
-// metricsHandler serves gatherer, gzipped at BestSpeed (see fastgzip);
+// metricsHandler serves gatherer, gzipped (see fastgzip);
 // promhttp's own error counter goes to registry.
-func metricsHandler(gatherer prometheus.Gatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
-	return fastgzip.Handler(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
+func metricsHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
+	return fastgzip.Handler(promhttp.HandlerForTransactional(gatherer, promhttp.HandlerOpts{
 		DisableCompression:  true,
 		ErrorHandling:       promhttp.ContinueOnError,
 		ErrorLog:            stdlogAdapter{logger},

@@ -1,11 +1,14 @@
 package collector
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -65,7 +68,7 @@ func TestWithGatherer(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aaa_first", Help: "h"}, func() float64 { return 1 }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zzz_last", Help: "h"}, func() float64 { return 1 }))
-	mfs, err := e.WithGatherer(reg).Gather()
+	mfs, done, err := e.WithGatherer(reg).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +80,11 @@ func TestWithGatherer(t *testing.T) {
 			t.Errorf("not sorted: %s before %s", mfs[i-1].GetName(), mfs[i].GetName())
 		}
 	}
+	done()
 	// a family both sides produce is reported, not served twice
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "memfrag_free_blocks", Help: "clash"}, func() float64 { return 1 }))
-	mfs, err = e.WithGatherer(reg).Gather()
+	mfs, done, err = e.WithGatherer(reg).Gather()
+	defer done()
 	if err == nil || !strings.Contains(err.Error(), "memfrag_free_blocks is gathered twice") {
 		t.Errorf("clash: err = %v", err)
 	}
@@ -140,4 +145,53 @@ func TestConcurrentGathers(t *testing.T) {
 	if got := familiesText(t, first); !slices.Equal(got, want) {
 		t.Errorf("the first scrape's families changed under later scrapes:\n%s", diffLines(got, want))
 	}
+}
+
+// WithGatherer reuses a scrape's storage once its families are encoded
+// (done): a later scrape, even of another set of series (the machine's
+// zones changed), serves exactly what a fresh Gather does, and a scrape
+// still being encoded is not touched by one that starts meanwhile.
+func TestWithGathererReuse(t *testing.T) {
+	root := copyTree(t, "x86-vm")
+	e, err := New(Config{ProcPath: filepath.Join(root, "proc"), SysPath: filepath.Join(root, "sys"), PageSize: 4096}, log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	g := e.WithGatherer(prometheus.NewRegistry())
+	scrape := func(when string) {
+		t.Helper()
+		mfs, done, err := g.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := e.Gather()
+		if got, want := familiesText(t, mfs), familiesText(t, fresh); !slices.Equal(got, want) {
+			t.Errorf("%s: reused storage differs from a fresh Gather:\n%s", when, diffLines(got, want))
+		}
+		done()
+	}
+	scrape("first")
+	held, holdDone, err := g.Gather() // still being encoded while the machine changes
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldText := familiesText(t, held)
+	// The machine gains NUMA nodes and zones: later scrapes have more series.
+	for _, f := range []string{"buddyinfo", "zoneinfo"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "numa-sparse", "proc", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "proc", f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scrape("after the change")
+	scrape("after the change, again")
+	if got := familiesText(t, held); !slices.Equal(got, heldText) {
+		t.Errorf("a scrape in flight changed under later ones:\n%s", diffLines(got, heldText))
+	}
+	holdDone()
+	scrape("reusing the held scrape's storage")
 }
