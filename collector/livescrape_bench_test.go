@@ -2,6 +2,7 @@ package collector
 
 import (
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/go-kit/log"
@@ -54,4 +55,33 @@ func BenchmarkLiveCollect(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkLiveDurations runs the default collectors on this machine's files
+// as a scrape does and reports the median of their summed duration metrics
+// (dur-µs/scrape), the figure bench/compare.sh holds against the kernel read
+// floor. Run it next to BenchmarkKernelReadFloor/all (the same files read
+// back to back, hot, as here):
+//
+//	go test -run '^$' -bench 'LiveDurations|KernelReadFloor/all' ./collector
+func BenchmarkLiveDurations(b *testing.B) {
+	e := newLiveExporter(b, nil)
+	var sums []float64
+	for b.Loop() {
+		mfs, err := e.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == durationDesc.name {
+				for _, m := range mf.GetMetric() {
+					sum += m.GetGauge().GetValue()
+				}
+			}
+		}
+		sums = append(sums, sum)
+	}
+	slices.Sort(sums)
+	b.ReportMetric(sums[len(sums)/2]*1e6, "dur-µs/scrape")
 }

@@ -126,3 +126,22 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("medianFloat = %v, want 2 (lower median)", got)
 	}
 }
+
+// The collectors are held to the floor measured at scrape cadence; the
+// hot-loop floor is printed for information and does not fail the check.
+func TestPrintChecksFloor(t *testing.T) {
+	for _, tc := range []struct {
+		durSum float64 // seconds
+		pass   bool
+	}{{190e-6, true}, {210e-6, false}} {
+		sums := map[string]summary{"ours": {durSum: tc.durSum, scrapeFloor: 100 * time.Microsecond}}
+		var b strings.Builder
+		ok := printChecks(&b, sums, "ours", "ne3", 50*time.Microsecond)
+		if ok != tc.pass {
+			t.Errorf("dur sum %.0f µs against a cadence floor of 100 µs: pass %v, want %v\n%s", tc.durSum*1e6, ok, tc.pass, b.String())
+		}
+		if !strings.Contains(b.String(), "dur sum / hot-loop floor") || !strings.Contains(b.String(), "(info") {
+			t.Errorf("hot-loop ratio not printed as information:\n%s", b.String())
+		}
+	}
+}
