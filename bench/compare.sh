@@ -20,7 +20,8 @@
 # against the kernel read floor for the files they read (<= 2x). The floor
 # is measured twice: hot, the files read back to back thousands of times
 # (information: no read inside a scrape is that warm), and at scrape
-# cadence, one pass over the files right after each of our scrapes, which is
+# cadence, one pass over the files right after a scrape of ours (extra,
+# untimed scrapes after each block of 100), which is
 # what the check uses. Exit status 1 when a target is missed.
 #
 # Usage: bench/compare.sh

@@ -187,8 +187,12 @@ func (g merged) Gather() ([]*dto.MetricFamily, func(), error) {
 	}
 	sl.merged = out
 	done := func() {
+		if sl == nil {
+			return // called twice: the slab must go back to the pool once
+		}
 		clear(sl.merged) // rest's families are not ours to keep
 		slabs.Put(sl)
+		sl = nil
 	}
 	return out, done, errs.MaybeUnwrap()
 }

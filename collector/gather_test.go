@@ -178,20 +178,44 @@ func TestWithGathererReuse(t *testing.T) {
 	}
 	heldText := familiesText(t, held)
 	// The machine gains NUMA nodes and zones: later scrapes have more series.
-	for _, f := range []string{"buddyinfo", "zoneinfo"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "numa-sparse", "proc", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "proc", f), b, 0o644); err != nil {
-			t.Fatal(err)
+	switchTo := func(fixture string) {
+		for _, f := range []string{"buddyinfo", "zoneinfo"} {
+			b, err := os.ReadFile(filepath.Join("testdata", fixture, "proc", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "proc", f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	switchTo("numa-sparse")
 	scrape("after the change")
 	scrape("after the change, again")
 	if got := familiesText(t, held); !slices.Equal(got, heldText) {
 		t.Errorf("a scrape in flight changed under later ones:\n%s", diffLines(got, heldText))
 	}
 	holdDone()
+	holdDone() // a second call must not put the slab in the pool twice
 	scrape("reusing the held scrape's storage")
+	// Scrapes in flight at once, over changing series, each keep their own.
+	var texts [][]string
+	var held2 [][]*dto.MetricFamily
+	var dones []func()
+	for i, fx := range []string{"x86-vm", "numa-sparse", "x86-vm", "numa-sparse"} {
+		switchTo(fx)
+		mfs, done, err := g.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held2, dones, texts = append(held2, mfs), append(dones, done), append(texts, familiesText(t, mfs))
+		for j := range i {
+			if got := familiesText(t, held2[j]); !slices.Equal(got, texts[j]) {
+				t.Fatalf("scrape %d in flight changed under scrape %d:\n%s", j, i, diffLines(got, texts[j]))
+			}
+		}
+	}
+	for _, done := range dones {
+		done()
+	}
 }

@@ -70,7 +70,7 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 		switch string(key) {
 		case "per-node":
 			// "per-node stats": node counters up to the zone's "pages free".
-			if j := bytes.Index(next, []byte("pages free")); j >= 0 {
+			if j := bytes.Index(next[:zoneEnd(next)], []byte("pages free")); j >= 0 {
 				next = next[bytes.LastIndexByte(next[:j], '\n')+1:]
 			}
 		case "protection:":

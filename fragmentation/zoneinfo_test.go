@@ -1,8 +1,10 @@
 package fragmentation
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -121,5 +123,28 @@ func BenchmarkParseZoneinfo(b *testing.B) {
 		if zones, err = ParseZoneinfo(data, zones); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The jumps over counters stay inside the zone: a zone without its own
+// "pages free" does not borrow the next zone's, and a zone header right
+// after "protection:" (an unpopulated zone) is not skipped.
+func TestParseZoneinfoJumpsStayInZone(t *testing.T) {
+	in := "Node 0, zone      DMA\n  per-node stats\n      nr_inactive_anon 5\n" +
+		"Node 0, zone   Normal\n  pages free     7\n        present  9\n        protection: (0, 0)\n" +
+		"Node 0, zone  Movable\n  pages free     0\n        protection: (0, 0)\n" +
+		"Node 1, zone   Normal\n  pages free     3\n        protection: (0, 0)\n      nr_free_pages 3\n      nr_free_pages_blocks 2\n  pagesets\n    cpu: 0\n              count: 1\n"
+	zones, err := ParseZoneinfo([]byte(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, z := range zones {
+		got = append(got, fmt.Sprintf("%s/%s free=%d present=%d blocks=%d,%v", z.Node, z.Name, z.Free, z.Present, z.FreePagesBlocks, z.HasFreePagesBlocks))
+	}
+	want := []string{"0/DMA free=0 present=0 blocks=0,false", "0/Normal free=7 present=9 blocks=0,false",
+		"0/Movable free=0 present=0 blocks=0,false", "1/Normal free=3 present=0 blocks=2,true"}
+	if !slices.Equal(got, want) {
+		t.Errorf("zones\n got %q\nwant %q", got, want)
 	}
 }

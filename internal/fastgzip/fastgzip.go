@@ -51,7 +51,10 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 }
 
 func (w *responseWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	switch {
+	case code >= 100 && code < 200:
+		w.ResponseWriter.WriteHeader(code) // informational: sent now, as net/http would
+	case w.status == 0:
 		w.status = code
 	}
 }
@@ -62,7 +65,9 @@ func (w *responseWriter) WriteHeader(code int) {
 func Handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Vary", "Accept-Encoding")
-		if !acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		// HEAD is passed on: a handler may write no body for it, and the
+		// length of gzipped nothing would be a wrong Content-Length.
+		if r.Method == http.MethodHead || !acceptsGzip(r.Header.Values("Accept-Encoding")) {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -80,7 +85,7 @@ func Handler(h http.Handler) http.Handler {
 		switch {
 		case rw.status == 0:
 			rw.status = http.StatusOK
-		case rw.status < 200 || rw.status == http.StatusNoContent || rw.status == http.StatusNotModified:
+		case rw.status == http.StatusNoContent || rw.status == http.StatusNotModified:
 			w.WriteHeader(rw.status) // no body allowed
 			return
 		}

@@ -153,3 +153,42 @@ func TestNoContent(t *testing.T) {
 		t.Errorf("status %d, %d body bytes, Content-Encoding %q", rec.Code, rec.Body.Len(), rec.Header().Get("Content-Encoding"))
 	}
 }
+
+// An informational status goes out at once and the final response still
+// follows; a HEAD request is passed on uncompressed, since a handler may
+// write no body for it.
+func TestInformationalAndHead(t *testing.T) {
+	srv := httptest.NewServer(Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("Content-Type", "text/plain")
+		if r.Method != http.MethodHead {
+			io.WriteString(w, body)
+		}
+	})))
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatalf("status %d: %v", resp.StatusCode, err)
+	}
+	b, _ := io.ReadAll(zr)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != body {
+		t.Errorf("after 103: status %d, %d body bytes; want 200 and %d", resp.StatusCode, len(b), len(body))
+	}
+	req, _ = http.NewRequest("HEAD", srv.URL, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err = http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Encoding") != "" {
+		t.Errorf("HEAD: status %d, Content-Encoding %q; want 200 and none", resp.StatusCode, resp.Header.Get("Content-Encoding"))
+	}
+}

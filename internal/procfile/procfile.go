@@ -38,7 +38,7 @@ func New(path string) *File {
 	return &File{path: path, buf: make([]byte, 0, initialSize)}
 }
 
-const initialSize = 128
+var initialSize = 128 // a variable for the tests
 
 // Path is the file's path.
 func (f *File) Path() string { return f.path }
@@ -90,11 +90,15 @@ func (f *File) readAt() ([]byte, error) {
 	n := 0
 	for {
 		if n == len(buf) {
+			// Full: grow, and read again from the start. An integer
+			// sysctl answers a read at any offset but 0 with EOF, so
+			// going on from n would cut its value short.
 			if len(buf) >= maxSize {
 				return nil, fmt.Errorf("%s is larger than %d bytes", f.path, maxSize)
 			}
 			buf = append(buf, make([]byte, len(buf))...)
 			buf = buf[:cap(buf)]
+			n = 0
 		}
 		m, err := f.f.ReadAt(buf[n:], int64(n))
 		n += m

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/memfrag/memfrag_exporter/internal/livetest"
 )
 
 func read(t *testing.T, f *File) string {
@@ -139,4 +141,33 @@ func FuzzTokenizers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A buffer too small for the file grows and the file is read again from the
+// start: an integer sysctl answers any read at an offset but 0 with EOF, so
+// reading on from where the small buffer ended would cut the value short.
+func TestFileGrowsOnSysctl(t *testing.T) {
+	const path = "/proc/sys/vm/min_free_kbytes"
+	want, err := os.ReadFile(path)
+	if err != nil {
+		livetest.Skip(t, "no "+path+": "+err.Error())
+	}
+	defer func(n int) { initialSize = n }(initialSize)
+	initialSize = 1
+	f := New(path)
+	defer f.Close()
+	if got := read(t, f); got != string(want) {
+		t.Errorf("read %q through a 1-byte starting buffer, want %q", got, want)
+	}
+	// A regular file larger than the buffer reads whole as well.
+	long := filepath.Join(t.TempDir(), "long")
+	content := strings.Repeat("Node 0, zone Normal 1 2 3\n", 100)
+	if err := os.WriteFile(long, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := New(long)
+	defer g.Close()
+	if got := read(t, g); got != content {
+		t.Errorf("read %d bytes of a %d-byte file", len(got), len(content))
+	}
 }
