@@ -59,7 +59,7 @@ func run(args []string) int {
 		sysPath        = app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").String()
 		logLevel       = app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").Enum("debug", "info", "warn", "error")
 		maxProcs       = app.Flag("runtime.gomaxprocs", "The target number of CPUs the Go runtime may use at once (GOMAXPROCS); as node_exporter, 1 by default: a scrape is sequential work and extra threads only add scheduling overhead and memory.").Envar("GOMAXPROCS").Default("1").Int()
-		gcPercent      = app.Flag("runtime.gogc", "Go garbage collection target percentage (GOGC), or off. 40 by default: a scrape's garbage is short-lived, and a smaller heap goal keeps about 1 MiB less resident for about 8% more of a scrape's CPU (bench/compare.sh).").Envar("GOGC").Default("40").String()
+		gcPercent      = app.Flag("runtime.gogc", "Go garbage collection target percentage (GOGC), or off. 40 by default: a scrape's garbage is short-lived, and the smaller heap goal keeps about 2 MiB less resident than 100 for about 9% more of a scrape's CPU (bench/compare.sh).").Envar("GOGC").Default("40").String()
 		logFormat      = app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").Enum("logfmt", "json")
 	)
 	// Collector flags. --collector.<name> for each collector; flags of one
