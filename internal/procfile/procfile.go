@@ -34,11 +34,11 @@ type File struct {
 // makes the kernel allocate and zero a buffer as large as the read asks
 // for, so reading "20\n" into 4 KiB zeroes 4 KiB twice (the read and the
 // one that finds the end).
-func New(path string) *File {
-	return &File{path: path, buf: make([]byte, 0, initialSize)}
-}
+func New(path string) *File { return newSized(path, 128) }
 
-var initialSize = 128 // a variable for the tests
+func newSized(path string, size int) *File {
+	return &File{path: path, buf: make([]byte, 0, size)}
+}
 
 // Path is the file's path.
 func (f *File) Path() string { return f.path }

@@ -152,9 +152,7 @@ func TestFileGrowsOnSysctl(t *testing.T) {
 	if err != nil {
 		livetest.Skip(t, "no "+path+": "+err.Error())
 	}
-	defer func(n int) { initialSize = n }(initialSize)
-	initialSize = 1
-	f := New(path)
+	f := newSized(path, 1)
 	defer f.Close()
 	if got := read(t, f); got != string(want) {
 		t.Errorf("read %q through a 1-byte starting buffer, want %q", got, want)
@@ -165,7 +163,7 @@ func TestFileGrowsOnSysctl(t *testing.T) {
 	if err := os.WriteFile(long, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := New(long)
+	g := newSized(long, 1)
 	defer g.Close()
 	if got := read(t, g); got != content {
 		t.Errorf("read %d bytes of a %d-byte file", len(got), len(content))
