@@ -311,33 +311,10 @@ func (p *pagetypeinfo) parseTypeColumns(rest []byte) error {
 	return nil
 }
 
-// parseNodeZone reads "Node <id>, zone <name>" and returns the zone token,
-// which the free table follows with a comma and the pageblock table does not.
-func parseNodeZone(f *procfile.Fields) (node, zone []byte, err error) {
-	if w := f.Next(); string(w) != "Node" {
-		return nil, nil, fmt.Errorf("want %q, got %q", "Node", w)
-	}
-	node = f.Next()
-	if len(node) < 2 || node[len(node)-1] != ',' {
-		return nil, nil, fmt.Errorf("want node id and comma, got %q", node)
-	}
-	node = node[:len(node)-1]
-	if !procfile.IsDigits(node) || len(node) > 10 {
-		return nil, nil, fmt.Errorf("node id %q is not a number", node)
-	}
-	if w := f.Next(); string(w) != "zone" {
-		return nil, nil, fmt.Errorf("want %q, got %q", "zone", w)
-	}
-	if zone = f.Next(); len(zone) == 0 {
-		return nil, nil, errors.New("missing zone name")
-	}
-	return node, zone, nil
-}
-
 // parseFreeRow reads "Node 0, zone DMA32, type Movable 1 3 >100000 ...".
 func (p *pagetypeinfo) parseFreeRow(line []byte, orders int) error {
 	f := procfile.Fields{Rest: line}
-	node, zone, err := parseNodeZone(&f)
+	node, zone, err := procfile.NodeZone(&f)
 	if err != nil {
 		return err
 	}
@@ -388,7 +365,7 @@ func (p *pagetypeinfo) parseFreeRow(line []byte, orders int) error {
 // migrate type of the header.
 func (p *pagetypeinfo) parseBlocksRow(line []byte) error {
 	f := procfile.Fields{Rest: line}
-	node, zone, err := parseNodeZone(&f)
+	node, zone, err := procfile.NodeZone(&f)
 	if err != nil {
 		return err
 	}

@@ -90,21 +90,10 @@ func ParseBuddyinfo(data []byte, dst []Zone) ([]Zone, error) {
 
 func parseLine(line []byte, z *Zone) error {
 	f := procfile.Fields{Rest: line}
-	if w := f.Next(); string(w) != "Node" {
-		return fmt.Errorf("want %q, got %q", "Node", w)
+	node, name, err := procfile.NodeZone(&f)
+	if err != nil {
+		return err
 	}
-	node := f.Next()
-	if len(node) < 2 || node[len(node)-1] != ',' {
-		return fmt.Errorf("want node id and comma, got %q", node)
-	}
-	node = node[:len(node)-1]
-	if !procfile.IsDigits(node) || len(node) > 10 {
-		return fmt.Errorf("node id %q is not a number", node)
-	}
-	if w := f.Next(); string(w) != "zone" {
-		return fmt.Errorf("want %q, got %q", "zone", w)
-	}
-	name := f.Next()
 	if !procfile.IsName(name) {
 		return fmt.Errorf("zone name %q is not a kernel zone name", name)
 	}

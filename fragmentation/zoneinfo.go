@@ -56,7 +56,7 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 		key := f.Next()
 		if string(key) == "Node" {
 			var err error
-			if zones, err = zoneHeader(&f, zones); err != nil {
+			if zones, err = zoneHeader(line, zones); err != nil {
 				return zones, malformed(rest, "%w", err)
 			}
 			z = &zones[len(zones)-1]
@@ -139,23 +139,18 @@ func zoneEnd(b []byte) int {
 	}
 }
 
-// zoneHeader parses the rest of a "Node 0, zone   Normal" line into a new
+// zoneHeader parses a "Node 0, zone   Normal" line into a new
 // last zone of zones, keeping the strings an earlier parse left there.
-func zoneHeader(f *procfile.Fields, zones []ZoneInfo) ([]ZoneInfo, error) {
-	node := f.Next()
-	if len(node) < 2 || node[len(node)-1] != ',' || !procfile.IsDigits(node[:len(node)-1]) {
-		return zones, fmt.Errorf("want node id and comma, got %q", node)
+func zoneHeader(line []byte, zones []ZoneInfo) ([]ZoneInfo, error) {
+	node, name, err := procfile.NodeZone(&procfile.Fields{Rest: line})
+	if err != nil {
+		return zones, err
 	}
-	if w := f.Next(); string(w) != "zone" {
-		return zones, fmt.Errorf("want %q, got %q", "zone", w)
-	}
-	name := f.Next()
 	if !procfile.IsName(name) {
 		return zones, fmt.Errorf("zone name %q is not a kernel zone name", name)
 	}
 	zones = procfile.Grow(zones)
 	z := &zones[len(zones)-1]
-	node = node[:len(node)-1]
 	keepNode, keepName := z.Node, z.Name
 	*z = ZoneInfo{Node: keepNode, Name: keepName}
 	if string(node) != z.Node {

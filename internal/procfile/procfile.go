@@ -150,6 +150,31 @@ func (f *Fields) Next() []byte {
 // spaces are the bytes that separate fields.
 var spaces = [256]bool{' ': true, '\t': true, '\r': true, '\n': true}
 
+// NodeZone reads the "Node <id>, zone <name>" that opens a zone's line or
+// section in buddyinfo, zoneinfo and pagetypeinfo, and returns the node id
+// and the zone token as printed (pagetypeinfo's free table follows it with
+// a comma); the caller checks the zone name.
+func NodeZone(f *Fields) (node, zone []byte, err error) {
+	if w := f.Next(); string(w) != "Node" {
+		return nil, nil, fmt.Errorf("want %q, got %q", "Node", w)
+	}
+	node = f.Next()
+	if len(node) < 2 || node[len(node)-1] != ',' {
+		return nil, nil, fmt.Errorf("want node id and comma, got %q", node)
+	}
+	node = node[:len(node)-1]
+	if !IsDigits(node) || len(node) > 10 {
+		return nil, nil, fmt.Errorf("node id %q is not a number", node)
+	}
+	if w := f.Next(); string(w) != "zone" {
+		return nil, nil, fmt.Errorf("want %q, got %q", "zone", w)
+	}
+	if zone = f.Next(); len(zone) == 0 {
+		return nil, nil, errors.New("missing zone name")
+	}
+	return node, zone, nil
+}
+
 // IsDigits reports whether b is a non-empty run of ASCII digits.
 func IsDigits(b []byte) bool {
 	if len(b) == 0 {

@@ -169,3 +169,27 @@ func TestFileGrowsOnSysctl(t *testing.T) {
 		t.Errorf("read %d bytes of a %d-byte file", len(got), len(content))
 	}
 }
+
+func TestNodeZone(t *testing.T) {
+	for _, tc := range []struct{ in, node, zone, err string }{
+		{"Node 0, zone   Normal 1 2", "0", "Normal", ""},
+		{"Node 63, zone DMA32, type Movable", "63", "DMA32,", ""},
+		{"Nod 0, zone DMA", "", "", `want "Node"`},
+		{"Node 0 zone DMA", "", "", "want node id and comma"},
+		{"Node x, zone DMA", "", "", "is not a number"},
+		{"Node 12345678901, zone DMA", "", "", "is not a number"},
+		{"Node 0, zones DMA", "", "", `want "zone"`},
+		{"Node 0, zone", "", "", "missing zone name"},
+	} {
+		node, zone, err := NodeZone(&Fields{Rest: []byte(tc.in)})
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want one containing %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || string(node) != tc.node || string(zone) != tc.zone {
+			t.Errorf("%q: %q, %q, %v; want %q, %q", tc.in, node, zone, err, tc.node, tc.zone)
+		}
+	}
+}
