@@ -246,47 +246,47 @@ type scrape struct {
 	src               *fragmentation.Source
 	proactivenessFile *procfile.File
 
-	zones    []fragmentation.Zone
-	zonesErr error
-	zonesOK  bool
-
-	infos    []fragmentation.ZoneInfo
-	infosErr error
-	infosOK  bool
-
-	proactiveness       uint64
-	proactivenessExists bool
-	proactivenessErr    error
-	proactivenessOK     bool
+	zones         memo[[]fragmentation.Zone]
+	infos         memo[[]fragmentation.ZoneInfo]
+	proactiveness memo[proactiveness]
 }
 
-func (s *scrape) reset() { s.zonesOK, s.infosOK, s.proactivenessOK = false, false, false }
-
-func (s *scrape) buddyinfo() ([]fragmentation.Zone, error) {
-	if !s.zonesOK {
-		s.zones, s.zonesErr = s.src.Buddyinfo()
-		s.zonesOK = true
-	}
-	return s.zones, s.zonesErr
+// memo is what one read gave, kept for the rest of the scrape.
+type memo[T any] struct {
+	v    T
+	err  error
+	done bool
 }
 
-func (s *scrape) zoneinfo() ([]fragmentation.ZoneInfo, error) {
-	if !s.infosOK {
-		s.infos, s.infosErr = s.src.Zoneinfo()
-		s.infosOK = true
+func (m *memo[T]) get(read func() (T, error)) (T, error) {
+	if !m.done {
+		m.v, m.err = read()
+		m.done = true
 	}
-	return s.infos, s.infosErr
+	return m.v, m.err
+}
+
+func (s *scrape) reset() { s.zones.done, s.infos.done, s.proactiveness.done = false, false, false }
+
+func (s *scrape) buddyinfo() ([]fragmentation.Zone, error) { return s.zones.get(s.src.Buddyinfo) }
+
+func (s *scrape) zoneinfo() ([]fragmentation.ZoneInfo, error) { return s.infos.get(s.src.Zoneinfo) }
+
+// proactiveness is vm.compaction_proactiveness, if this kernel has it.
+type proactiveness struct {
+	v      uint64
+	exists bool
 }
 
 // compactionProactiveness reads vm.compaction_proactiveness (see
 // fragmentation.ReadProactiveness), which the compaction and sysctl
 // collectors both need.
 func (s *scrape) compactionProactiveness() (v uint64, exists bool, err error) {
-	if !s.proactivenessOK {
-		s.proactiveness, s.proactivenessExists, s.proactivenessErr = fragmentation.ReadProactiveness(s.proactivenessFile)
-		s.proactivenessOK = true
-	}
-	return s.proactiveness, s.proactivenessExists, s.proactivenessErr
+	p, err := s.proactiveness.get(func() (proactiveness, error) {
+		v, exists, err := fragmentation.ReadProactiveness(s.proactivenessFile)
+		return proactiveness{v, exists}, err
+	})
+	return p.v, p.exists, err
 }
 
 // orderLabels holds "0".."N" so emitting a metric per order does not format
