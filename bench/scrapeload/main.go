@@ -9,8 +9,8 @@
 // counted).
 //
 // It is the measuring half of bench/compare.sh, a developer tool; nothing in
-// CI runs it. It uses the standard library only, so it adds nothing to the
-// module's dependencies.
+// CI runs it. Besides the standard library it uses only internal/procfile,
+// to read the floor files as the exporter does.
 //
 // Every run scrapes each target n times over one keep-alive connection with
 // Accept-Encoding: gzip, the targets taking turns in blocks of 100 scrapes so
@@ -37,6 +37,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/memfrag/memfrag_exporter/internal/procfile"
 )
 
 func main() {
@@ -493,26 +495,23 @@ func parseVmRSS(r io.Reader) (uint64, error) {
 	return 0, errors.New("no VmRSS in status")
 }
 
-// floorReader reads the subject's files the way the exporter does
-// (internal/procfile): one kept descriptor each, pread from offset 0 until a
-// read returns nothing, into a buffer that starts at 128 bytes and doubles until
-// the file fits. The buffer size matters: a sysctl read allocates and zeroes
-// a kernel buffer as large as the read's count.
+// floorReader reads the subject's files as the exporter does, through
+// internal/procfile: one kept descriptor each, pread from offset 0 until a
+// read returns nothing, into a buffer that grows until the file fits.
 type floorReader struct {
-	files []*os.File
-	bufs  [][]byte
+	files []*procfile.File
 }
 
+// openFloor reads each file once, so an unreadable one fails here and the
+// buffers have grown before anything is timed.
 func openFloor(paths []string) (*floorReader, error) {
 	fl := &floorReader{}
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
+		fl.files = append(fl.files, procfile.New(p))
+		if err := fl.readAll(len(fl.files) - 1); err != nil {
 			fl.close()
-			return nil, fmt.Errorf("floor: %w", err)
+			return nil, err
 		}
-		fl.files = append(fl.files, f)
-		fl.bufs = append(fl.bufs, make([]byte, 128))
 	}
 	return fl, nil
 }
@@ -523,26 +522,13 @@ func (fl *floorReader) close() {
 	}
 }
 
-const maxFloorFile = 64 << 20
+func discard([]byte) error { return nil }
 
 func (fl *floorReader) readAll(i int) error {
-	f, off := fl.files[i], 0
-	for {
-		if off == len(fl.bufs[i]) {
-			if off >= maxFloorFile {
-				return fmt.Errorf("floor: %s larger than %d bytes", f.Name(), maxFloorFile)
-			}
-			fl.bufs[i] = append(fl.bufs[i], make([]byte, off)...)
-		}
-		n, err := f.ReadAt(fl.bufs[i][off:], int64(off))
-		off += n
-		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("floor: %w", err)
-		}
+	if err := fl.files[i].Do(discard); err != nil {
+		return fmt.Errorf("floor: %w", err)
 	}
+	return nil
 }
 
 // pass reads every file once and says how long that took.
@@ -583,7 +569,7 @@ func (fl *floorReader) measure(iter int) (floorResult, error) {
 	}
 	res := floorResult{total: percentile(total, 50), perFile: map[string]time.Duration{}}
 	for i, f := range fl.files {
-		res.perFile[f.Name()] = percentile(per[i], 50)
+		res.perFile[f.Path()] = percentile(per[i], 50)
 	}
 	return res, nil
 }
