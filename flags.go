@@ -1,0 +1,139 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/memfrag/memfrag_exporter/collector"
+	"github.com/memfrag/memfrag_exporter/remediate"
+	"github.com/memfrag/memfrag_exporter/report"
+)
+
+// options is everything the command line says, parsed into the config
+// values the packages take. Flags live here only: the packages never see
+// kingpin.
+type options struct {
+	command string // "serve" or "inspect"
+
+	web             *web.FlagConfig
+	metricsPath     string
+	maxRequests     int
+	exporterMetrics bool
+	procPath        string
+	sysPath         string
+	logLevel        string
+	logFormat       string
+	maxProcs        int
+	gcPercent       string
+
+	collectors collector.Config
+
+	remediateEnable bool
+	remediateOrder  int
+	remediateThresh float64
+	remediateActs   string
+	remediate       remediate.Config
+
+	inspect report.InspectOptions
+}
+
+// parseArgs defines every flag and parses args into options.
+func parseArgs(args []string) (*options, error) {
+	app := kingpin.New(exporterName, "Prometheus exporter for Linux memory fragmentation (buddyinfo, the kernel's fragmentation indices, compaction) with an optional Alertmanager-driven cure.")
+	o := &options{}
+	o.web = kingpinflag.AddFlags(app, defaultAddress)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests. 0 disables the limit.").Default("40").IntVar(&o.maxRequests)
+	disableExporterMetrics := app.Flag("web.disable-exporter-metrics", "Exclude the exporter's own process and Go runtime metrics (process_*, go_*).").Bool()
+	app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").StringVar(&o.procPath)
+	app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").StringVar(&o.sysPath)
+	app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
+	app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").EnumVar(&o.logFormat, "logfmt", "json")
+	app.Flag("runtime.gomaxprocs", "The target number of CPUs the Go runtime may use at once (GOMAXPROCS); as node_exporter, 1 by default: a scrape is sequential work and extra threads only add scheduling overhead and memory.").Envar("GOMAXPROCS").Default("1").IntVar(&o.maxProcs)
+	app.Flag("runtime.gogc", "Go garbage collection target percentage (GOGC), or off. 40 by default: a scrape's garbage is short-lived, and the smaller heap goal keeps about 2 MiB less resident than 100 for about 9% more of a scrape's CPU (bench/compare.sh).").Envar("GOGC").Default("40").StringVar(&o.gcPercent)
+
+	// --collector.<name> for each collector; flags of one collector's own
+	// settings follow.
+	collectorFlags := map[string]*bool{}
+	for _, c := range collector.Available() {
+		def := "false"
+		if c.DefaultEnabled {
+			def = "true"
+		}
+		collectorFlags[c.Name] = app.Flag("collector."+c.Name, "Enable the "+c.Name+" collector: "+c.Help+".").Default(def).Bool()
+	}
+	app.Flag("collector.pagetypeinfo.min-interval", "Read /proc/pagetypeinfo at most this often and serve the last result in between: the kernel holds the zone lock while it prints the file (measured 0.5 ms calm, 10-28 ms fragmented). 0 reads on every scrape.").Default(collector.DefaultPagetypeinfoMinInterval.String()).DurationVar(&o.collectors.Pagetypeinfo.MinInterval)
+	app.Flag("collector.kmsg.path", "Kernel log device the kmsg collector reads allocation failures from.").Default(collector.DefaultKmsgPath).StringVar(&o.collectors.Kmsg.Path)
+
+	hostname, _ := os.Hostname()
+	r := &o.remediate
+	app.Flag("remediate.enable", "Serve POST /remediate: an Alertmanager webhook that cures fragmentation on this node (drop_caches, compaction) when an alert for this node asks. Off by default; when off the path does not exist.").BoolVar(&o.remediateEnable)
+	app.Flag("remediate.token-file", "File holding the bearer token Alertmanager must send (Authorization: Bearer <token>). Re-read on SIGHUP and when the file changes. Required unless --remediate.allow-unauthenticated.").StringVar(&r.TokenFile)
+	app.Flag("remediate.allow-unauthenticated", "Serve /remediate without a token, on purpose: --web.config.file (basic auth, client certificates) or the network protects it.").BoolVar(&r.AllowUnauthenticated)
+	app.Flag("remediate.actions", "Comma-separated allowlist of the actions alerts may ask for (label remediate): drop_caches, compact, drop_caches_then_compact.").Default("drop_caches,compact,drop_caches_then_compact").StringVar(&o.remediateActs)
+	app.Flag("remediate.node-name", "Name this node answers to in an alert's node label (in Kubernetes, the downward-API spec.nodeName); also accepted as the host part of instance.").Default(hostname).StringVar(&r.NodeName)
+	app.Flag("remediate.trust-loopback-instance", "Count an instance label naming localhost or a loopback address (127.0.0.1:19710) as this host. For single-host setups only: in a fleet a loopback address names no host in particular.").BoolVar(&r.TrustLoopback)
+	app.Flag("remediate.cooldown", "Minimum time between two runs of the same action (per NUMA node for node compaction). An action that gained nothing waits twice as long each time, up to 16 cooldowns.").Default(remediate.DefaultCooldown.String()).DurationVar(&r.Cooldown)
+	app.Flag("remediate.dry-run", "Decide, log and count every remediation, but write nothing.").BoolVar(&r.DryRun)
+	app.Flag("remediate.drop-caches-level", "Value written to /proc/sys/vm/drop_caches: 1 page cache, 2 dentries and inodes, 3 both.").Default(strconv.Itoa(remediate.DefaultDropCachesLevel)).IntVar(&r.DropCachesLevel)
+	app.Flag("remediate.sync", "Run sync(2) before drop_caches, so that dirty pages can be dropped too.").Default("true").BoolVar(&r.Sync)
+	app.Flag("remediate.sync-timeout", "How long to wait for sync(2); when it takes longer the action stops before dropping caches.").Default(remediate.DefaultSyncTimeout.String()).DurationVar(&r.SyncTimeout)
+	app.Flag("remediate.timeout", "Upper bound on one action, measurements included; shutdown waits for it.").Default(remediate.DefaultTimeout.String()).DurationVar(&r.Timeout)
+	app.Flag("remediate.order", "Allocation order of the re-check before acting and of the gain measured after (keep equal to the alert rules'); also the order the landing page judges by default.").Default(strconv.Itoa(remediate.DefaultOrder)).IntVar(&o.remediateOrder)
+	app.Flag("remediate.unusable-threshold", "Act only while some zone (other than DMA, or the zone the alert names) has an unusable free index at --remediate.order of at least this (keep equal to the alert rules'). Also the at-risk line of the landing page and inspect.").Default(strconv.FormatFloat(remediate.DefaultUnusableThreshold, 'g', -1, 64)).Float64Var(&o.remediateThresh)
+	app.Flag("remediate.max-body-bytes", "Largest webhook body accepted; larger ones are answered 413.").Default(strconv.Itoa(remediate.DefaultMaxBodyBytes)).Int64Var(&r.MaxBodyBytes)
+
+	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
+	inspectCmd := app.Command("inspect", "Read buddyinfo and zoneinfo once and print, per zone, free blocks and bytes by order, both fragmentation indices, the compaction score and a verdict (at risk from --remediate.unusable-threshold). Exit status: 0 OK, 1 the --order trips --fail-on in a zone other than DMA, 2 error (the node-problem-detector plugin convention).")
+	inspectCmd.Flag("order", "Allocation order to judge (4 = 64 KiB blocks with 4 KiB pages). Independent of --remediate.order.").Default("4").IntVar(&o.inspect.Order)
+	inspectCmd.Flag("output", "Output format: table for people, json for scripts.").Default("table").EnumVar(&o.inspect.Output, "table", "json")
+	inspectCmd.Flag("fail-on", "Exit 1 when the --order is, in some zone other than DMA: failing = failing for fragmentation (the cure is compaction); at-risk = anything but OK (at risk from --remediate.unusable-threshold, or failing for either cause).").Default(report.FailOnFailing).EnumVar(&o.inspect.FailOn, report.FailOnFailing, report.FailOnAtRisk)
+
+	app.Version(version.Print(exporterName))
+	app.HelpFlag.Short('h')
+	command, err := app.Parse(args)
+	if err != nil {
+		return nil, err
+	}
+	switch command {
+	case serveCmd.FullCommand():
+		o.command = "serve"
+	case inspectCmd.FullCommand():
+		o.command = "inspect"
+	}
+	o.exporterMetrics = !*disableExporterMetrics
+	o.collectors.ProcPath, o.collectors.SysPath = o.procPath, o.sysPath
+	o.collectors.Enabled = map[string]bool{}
+	for name, on := range collectorFlags {
+		o.collectors.Enabled[name] = *on
+	}
+	r.ProcPath, r.SysPath = o.procPath, o.sysPath
+	r.Order, r.UnusableThreshold = o.remediateOrder, o.remediateThresh
+	return o, nil
+}
+
+// reportConfig is what the landing page and inspect read the machine with.
+func (o *options) reportConfig() report.Config {
+	return report.Config{ProcPath: o.procPath, SysPath: o.sysPath, UnusableThreshold: o.remediateThresh}
+}
+
+// remediateConfig completes the receiver's config with the parsed allowlist.
+func (o *options) remediateConfig() (remediate.Config, error) {
+	actions, err := remediate.ParseActions(strings.Split(o.remediateActs, ","))
+	if err != nil {
+		return remediate.Config{}, err
+	}
+	c := o.remediate
+	c.Actions = actions
+	return c, nil
+}
+
+// shutdownWait bounds how long shutdown waits for a running action.
+func (o *options) shutdownWait() time.Duration { return o.remediate.Timeout + 5*time.Second }

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/memfrag/memfrag_exporter/collector"
+	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
+	"github.com/memfrag/memfrag_exporter/internal/processcollector"
+	"github.com/memfrag/memfrag_exporter/remediate"
+	"github.com/memfrag/memfrag_exporter/report"
+)
+
+// server is the HTTP side of the exporter: metrics, probes, the landing page
+// and, when enabled, the remediation receiver.
+type server struct {
+	opts        *options
+	logger      log.Logger
+	http        *http.Server
+	remediation *remediate.Receiver // nil unless --remediate.enable
+	closers     []func()
+}
+
+func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*server, error) {
+	s := &server{opts: o, logger: logger}
+	registry := newRegistry(o.procPath, o.exporterMetrics)
+	mux := http.NewServeMux()
+
+	if o.remediateEnable {
+		if err := s.setUpRemediation(registry, mux); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	mux.Handle(o.metricsPath, metricsHandler(exporter.WithGatherer(registry), registry, o.maxRequests, logger))
+	// Probes for Kubernetes and load balancers: the process is up and serving.
+	// They do not read the kernel, so a broken source never restarts the pod.
+	for _, p := range []string{"/-/healthy", "/-/ready"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, "OK")
+		})
+	}
+	if o.metricsPath != "/" {
+		landing, err := s.landingPage()
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		mux.Handle("/", landing)
+	}
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	return s, nil
+}
+
+// setUpRemediation builds the receiver, registers its metrics, mounts
+// /remediate and reloads the token on SIGHUP.
+func (s *server) setUpRemediation(registry *prometheus.Registry, mux *http.ServeMux) error {
+	cfg, err := s.opts.remediateConfig()
+	if err != nil {
+		return fmt.Errorf("bad --remediate.actions: %w", err)
+	}
+	rec, err := remediate.New(cfg, log.With(s.logger, "component", "remediate"))
+	if err != nil {
+		return fmt.Errorf("cannot set up remediation: %w", err)
+	}
+	s.remediation = rec
+	registry.MustRegister(rec)
+	mux.Handle("/remediate", rec)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	s.closers = append(s.closers, func() { signal.Stop(hup); close(hup) })
+	go func() {
+		for range hup {
+			rec.ReloadToken()
+		}
+	}()
+	return nil
+}
+
+// landingPage reads the kernel on every request (its own Reader, so it never
+// waits on a scrape) and renders the fragmentation report into
+// exporter-toolkit's page. It judges --remediate.order (unless ?order=N) at
+// --remediate.unusable-threshold, the alert criterion.
+func (s *server) landingPage() (http.Handler, error) {
+	reader, err := report.NewReader(s.opts.reportConfig())
+	if err != nil {
+		return nil, fmt.Errorf("bad --remediate.unusable-threshold: %w", err)
+	}
+	s.closers = append(s.closers, func() { reader.Close() })
+	page, err := report.NewPage(report.PageConfig{
+		Landing: web.LandingConfig{
+			Name:        "Memory fragmentation exporter",
+			Description: "Linux memory fragmentation: free blocks by order, the kernel's fragmentation indices and compaction score",
+			Version:     version.Info(),
+			Links:       []web.LandingLinks{{Address: s.opts.metricsPath, Text: "Metrics"}},
+			Profiling:   "false", // no pprof handlers are registered
+		},
+		Reader: reader,
+		Order:  s.opts.remediateOrder,
+		Recent: pageRemediations(s.remediation),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot build landing page: %w", err)
+	}
+	return page, nil
+}
+
+// serve listens until SIGTERM or SIGINT, then shuts down: no new requests,
+// running ones finish, a running action finishes or hits its timeout.
+func (s *server) serve(slogger *slog.Logger) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- web.ListenAndServe(s.http, s.opts.web, slogger) }()
+	select {
+	case err := <-served:
+		level.Error(s.logger).Log("msg", "cannot serve", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	return s.shutdown(served)
+}
+
+func (s *server) shutdown(served <-chan error) int {
+	level.Info(s.logger).Log("msg", "shutting down: no new requests, waiting for running ones")
+	code := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		level.Error(s.logger).Log("msg", "shutdown incomplete", "err", err)
+		code = 1
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		level.Error(s.logger).Log("msg", "server ended with error", "err", err)
+	}
+	if s.remediation != nil {
+		// No webhook is taken any more (even when slow requests outlived the
+		// server's shutdown); the running action finishes or hits its timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.shutdownWait())
+		defer cancel()
+		if err := s.remediation.Shutdown(ctx); err != nil {
+			level.Error(s.logger).Log("msg", "remediation shutdown incomplete", "err", err)
+			code = 1
+		}
+	}
+	if code == 0 {
+		level.Info(s.logger).Log("msg", "stopped")
+	}
+	return code
+}
+
+func (s *server) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+// newRegistry registers what is served next to the exporter's own families
+// (collector.Exporter.Gather): build info and, unless disabled, the process
+// and Go runtime metrics; remediation adds its metrics when enabled.
+func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(versioncollector.NewCollector(exporterName))
+	if exporterMetrics {
+		registry.MustRegister(processcollector.New(procPath), collectors.NewGoCollector())
+	}
+	return registry
+}
+
+// metricsHandler serves gatherer, gzipped (see fastgzip);
+// promhttp's own error counter goes to registry.
+func metricsHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
+	return fastgzip.Handler(promhttp.HandlerForTransactional(gatherer, promhttp.HandlerOpts{
+		DisableCompression:  true,
+		ErrorHandling:       promhttp.ContinueOnError,
+		ErrorLog:            stdlogAdapter{logger},
+		MaxRequestsInFlight: maxRequests,
+		Registry:            registry,
+	}))
+}
+
+// pageRemediations adapts the receiver's decisions to the landing page's
+// rows; nil hides the section when remediation is off.
+func pageRemediations(rec *remediate.Receiver) func() []report.Remediation {
+	if rec == nil {
+		return nil
+	}
+	return func() []report.Remediation {
+		ds := rec.Recent()
+		out := make([]report.Remediation, len(ds))
+		for i, d := range ds {
+			// Accepted actions are re-measured once they end; the score is
+			// -1 where it could not be computed. Skips measure nothing.
+			ran := d.Decision == "accepted" && d.Result != "running"
+			reason := d.Reason
+			if d.Error != "" {
+				reason = d.Error
+			}
+			out[i] = report.Remediation{
+				Time: d.Time, Alert: d.Alertname, Action: d.Action, Node: d.NUMANode, Zone: d.Zone,
+				Decision: d.Decision, Result: d.Result, Reason: reason,
+				Measured:      ran && (d.Result == "success" || d.ScoreAfter >= 0),
+				GainBytes:     d.GainBytes,
+				HasScoreDelta: ran && d.ScoreBefore >= 0 && d.ScoreAfter >= 0,
+				ScoreDelta:    d.ScoreAfter - d.ScoreBefore,
+			}
+		}
+		return out
+	}
+}
