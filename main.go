@@ -31,6 +31,7 @@ func main() {
 }
 
 func run(args []string) int {
+	fillVersion(debug.ReadBuildInfo())
 	o, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
