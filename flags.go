@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -56,20 +57,24 @@ func parseArgs(args []string) (*options, error) {
 	app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").StringVar(&o.sysPath)
 	app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").EnumVar(&o.logFormat, "logfmt", "json")
-	app.Flag("runtime.gomaxprocs", "The target number of CPUs the Go runtime may use at once (GOMAXPROCS); as node_exporter, 1 by default: a scrape is sequential work and extra threads only add scheduling overhead and memory.").Envar("GOMAXPROCS").Default("1").IntVar(&o.maxProcs)
-	app.Flag("runtime.gogc", "Go garbage collection target percentage (GOGC), or off. 40 by default: a scrape's garbage is short-lived, and the smaller heap goal keeps about 2 MiB less resident than 100 for about 9% more of a scrape's CPU (bench/compare.sh).").Envar("GOGC").Default("40").StringVar(&o.gcPercent)
+	app.Flag("runtime.gomaxprocs", "The number of CPUs the Go runtime may use at once (GOMAXPROCS). 1 suits a scrape, which is sequential work; raise it only when --remediate.enable and scrapes must not wait on each other.").Envar("GOMAXPROCS").Default("1").IntVar(&o.maxProcs)
+	app.Flag("runtime.gogc", "Go garbage collection target percentage (GOGC), or off. Lower keeps less memory resident for more CPU per scrape; the README has the measured trade-off.").Envar("GOGC").Default("40").StringVar(&o.gcPercent)
 
 	// --collector.<name> for each collector; flags of one collector's own
 	// settings follow.
+	disableDefaults := app.Flag("collector.disable-defaults", "Turn off every collector that is on by default; the ones named with --collector.<name> stay on.").Bool()
 	collectorFlags := map[string]*bool{}
+	collectorSet := map[string]*bool{}
 	for _, c := range collector.Available() {
 		def := "false"
 		if c.DefaultEnabled {
 			def = "true"
 		}
-		collectorFlags[c.Name] = app.Flag("collector."+c.Name, "Enable the "+c.Name+" collector: "+c.Help+".").Default(def).Bool()
+		set := new(bool)
+		collectorSet[c.Name] = set
+		collectorFlags[c.Name] = app.Flag("collector."+c.Name, "Enable the "+c.Name+" collector: "+c.Help+".").Default(def).IsSetByUser(set).Bool()
 	}
-	app.Flag("collector.pagetypeinfo.min-interval", "Read /proc/pagetypeinfo at most this often and serve the last result in between: the kernel holds the zone lock while it prints the file (measured 0.5 ms calm, 10-28 ms fragmented). 0 reads on every scrape.").Default(collector.DefaultPagetypeinfoMinInterval.String()).DurationVar(&o.collectors.Pagetypeinfo.MinInterval)
+	app.Flag("collector.pagetypeinfo.min-interval", "Read /proc/pagetypeinfo at most this often and serve the last result in between, since the kernel holds the zone lock while it prints the file (the README has the measured cost). 0 reads on every scrape.").Default(collector.DefaultPagetypeinfoMinInterval.String()).DurationVar(&o.collectors.Pagetypeinfo.MinInterval)
 	app.Flag("collector.kmsg.path", "Kernel log device the kmsg collector reads allocation failures from.").Default(collector.DefaultKmsgPath).StringVar(&o.collectors.Kmsg.Path)
 
 	hostname, _ := os.Hostname()
@@ -98,9 +103,10 @@ func parseArgs(args []string) (*options, error) {
 
 	app.Version(version.Print(exporterName))
 	app.HelpFlag.Short('h')
+	app.UsageTemplate(usageTemplate)
 	command, err := app.Parse(args)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: error: %w, try --help", exporterName, err)
 	}
 	switch command {
 	case serveCmd.FullCommand():
@@ -112,7 +118,7 @@ func parseArgs(args []string) (*options, error) {
 	o.collectors.ProcPath, o.collectors.SysPath = o.procPath, o.sysPath
 	o.collectors.Enabled = map[string]bool{}
 	for name, on := range collectorFlags {
-		o.collectors.Enabled[name] = *on
+		o.collectors.Enabled[name] = *on && (!*disableDefaults || *collectorSet[name])
 	}
 	r.ProcPath, r.SysPath = o.procPath, o.sysPath
 	r.Order, r.UnusableThreshold = o.remediateOrder, o.remediateThresh
