@@ -46,6 +46,9 @@ func run(args []string) int {
 	}
 	logger, slogger := newLogger(o.logLevel, o.logFormat)
 	level.Info(logger).Log("msg", "starting "+exporterName, "version", version.Info(), "build_context", version.BuildContext())
+	for _, err := range checkPaths(o.procPath, o.sysPath) {
+		level.Error(logger).Log("msg", "misconfiguration: the kernel's files are not where the flags say; the collectors that read them report success 0", "err", err)
+	}
 
 	exporter, err := collector.New(o.collectors, logger)
 	if err != nil {

@@ -102,7 +102,7 @@ func (c *vmstatCollector) update(_ *scrape, out *samples) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", c.file.Path(), err)
+		return fmt.Errorf("reading %s: %w", c.file.Path(), err)
 	}
 	for _, v := range c.values {
 		out.add(v.metric.desc, prometheus.CounterValue, v.value, v.metric.labels...)
