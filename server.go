@@ -121,6 +121,7 @@ func (s *server) landingPage() (http.Handler, error) {
 		Reader: reader,
 		Order:  s.opts.remediateOrder,
 		Recent: pageRemediations(s.remediation),
+		DryRun: s.remediation != nil && s.opts.remediate.DryRun,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build landing page: %w", err)

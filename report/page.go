@@ -55,6 +55,9 @@ type PageConfig struct {
 	// Recent returns the latest remediation decisions, newest first; nil
 	// when remediation is off, which hides the section.
 	Recent func() []Remediation
+	// DryRun says remediation runs with --remediate.dry-run; the page
+	// shows a banner while the remediation section shows.
+	DryRun bool
 	// Now stamps the page; nil means time.Now.
 	Now func() time.Time
 }
@@ -167,6 +170,7 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		if p.cfg.Recent != nil {
 			opts.Remediations, opts.ShowRemediations = p.cfg.Recent(), true
+			opts.DryRun = p.cfg.DryRun
 		}
 		b = AppendHTML(b, s, opts)
 	}

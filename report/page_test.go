@@ -546,3 +546,57 @@ func TestNewReaderThreshold(t *testing.T) {
 		}
 	}
 }
+
+// TestPageDryRunBanner: the banner shows exactly when remediation is on in
+// dry-run mode; with remediation off the page says nothing about it.
+func TestPageDryRunBanner(t *testing.T) {
+	none := func() []Remediation { return nil }
+	for _, tc := range []struct {
+		name   string
+		recent func() []Remediation
+		dryRun bool
+		want   int
+	}{
+		{"dry run", none, true, 1},
+		{"acting", none, false, 0},
+		{"remediation off", nil, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := NewReader(fixtureConfig("seed-before"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			p, err := NewPage(PageConfig{Landing: web.LandingConfig{Name: "t", Profiling: "false"}, Reader: r, Order: 4,
+				Recent: tc.recent, DryRun: tc.dryRun, Now: func() time.Time { return fixedNow }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			root := parseReport(t, liveOf(t, p, get(t, p, http.MethodGet, "/").Body.Bytes()))
+			banners := root.all(func(e *elem) bool { return e.attr("class") == "dry-run" })
+			if len(banners) != tc.want {
+				t.Fatalf("%d dry-run banners, want %d", len(banners), tc.want)
+			}
+			if tc.want == 1 && !strings.Contains(banners[0].text(), "nothing is written") {
+				t.Errorf("banner: %q", banners[0].text())
+			}
+		})
+	}
+}
+
+// TestPageFreeChartSaysCounts: the numbers above the free-memory bars are
+// block counts on a bytes axis, and each chart says so.
+func TestPageFreeChartSaysCounts(t *testing.T) {
+	p := newTestPage(t, fixtureConfig("seed-before"), nil)
+	root := parseReport(t, liveOf(t, p, get(t, p, http.MethodGet, "/").Body.Bytes()))
+	charts := root.all(func(e *elem) bool { return e.XMLName.Local == "svg" && strings.Contains(e.attr("class"), "free-bytes") })
+	if len(charts) == 0 {
+		t.Fatal("no free-bytes charts")
+	}
+	for _, c := range charts {
+		keys := c.all(func(e *elem) bool { return e.attr("class") == "value-key" })
+		if len(keys) != 1 || keys[0].text() != "numbers: free blocks" {
+			t.Errorf("free-bytes chart without its value key: %v", keys)
+		}
+	}
+}

@@ -19,6 +19,9 @@ type RenderOptions struct {
 	// newest first (an empty list says "none yet").
 	ShowRemediations bool
 	Remediations     []Remediation
+	// DryRun shows a banner: remediation decides and records but writes
+	// nothing (--remediate.dry-run).
+	DryRun bool
 }
 
 // Colours are the Okabe-Ito palette, which stays distinguishable with every
@@ -53,8 +56,11 @@ svg.chart .grid{stroke:#ddd}
 svg.chart .axis{stroke:#333}
 svg.chart .threshold{stroke:#000;stroke-dasharray:5 3;stroke-width:1.5}
 svg.chart .value{font-size:9px;fill:#111}
+svg.chart .value-key{font-size:10px;fill:#111;font-style:italic}
 table.remediations{border-collapse:collapse}
 table.remediations td,table.remediations th{border:1px solid #bbb;padding:.2rem .5rem;text-align:left}
+table.remediations th{white-space:nowrap;vertical-align:bottom}
+.dry-run{border:2px solid ` + colourSmall + `;background:#fff4dc;padding:.5rem;width:fit-content;font-weight:600}
 .error,.notice{border:2px solid ` + colourBad + `;padding:.5rem;width:fit-content}
 `
 
@@ -114,6 +120,9 @@ func (r *renderer) page() {
 	r.printf(`<section id="fragmentation" data-order="%d">`, r.o.Order)
 	if r.o.Notice != "" {
 		r.printf(`<p class="notice" role="status">%s</p>`, html.EscapeString(r.o.Notice))
+	}
+	if r.o.DryRun {
+		r.str(`<p class="dry-run" role="status">Remediation runs in dry-run mode (--remediate.dry-run): alerts are decided, logged and counted, but nothing is written to the kernel.</p>`)
 	}
 	r.str(`<h2 class="summary">`)
 	for i, ord := range r.judge {
@@ -278,8 +287,9 @@ func (r *renderer) freeChart(z *Zone) {
 	s := r.s
 	ord := r.o.Order
 	r.chartStart("free-bytes", "fb", "Free memory by block order",
-		fmt.Sprintf("Bytes free in blocks of each order, log scale; blocks of order %d and above can serve an order-%d allocation.", ord, ord), z)
+		fmt.Sprintf("Bytes free in blocks of each order, log scale; blocks of order %d and above can serve an order-%d allocation. The number above a bar is its count of free blocks, not bytes.", ord, ord), z)
 	r.legend([2]string{colourUsable, fmt.Sprintf("usable for order %d", ord)}, [2]string{colourSmall, fmt.Sprintf("too small for order %d", ord)})
+	r.printf(`<text class="value-key" x="%d" y="33" text-anchor="end">numbers: free blocks</text>`, chartW-marginRight)
 
 	// Log2 scale from one page up to the largest bucket, with ticks on
 	// powers of two spaced evenly (every 16x for a typical zone).
@@ -457,7 +467,7 @@ func (r *renderer) remediations() {
 		r.str(`<p>None since the exporter started.</p></section>`)
 		return
 	}
-	r.str(`<table class="remediations"><thead><tr><th>time</th><th>alert</th><th>action</th><th>where</th><th>decision</th><th>result</th><th>reason</th><th>gain (free bytes in blocks ≥ order)</th><th>score change</th></tr></thead><tbody>`)
+	r.str(`<table class="remediations"><thead><tr><th>time</th><th>alert</th><th>action</th><th>where</th><th>decision</th><th>result</th><th>reason</th><th title="change of the free bytes in blocks of the check order or larger">gain ≥ order</th><th title="change of the compaction score; negative is better">score Δ</th></tr></thead><tbody>`)
 	for _, m := range r.o.Remediations {
 		where := "node " + m.Node
 		if m.Node == "" {
