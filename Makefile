@@ -25,14 +25,19 @@ deps:
 unit:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
-	# -p 1: the live tests of different packages share one kernel (one
-	# fragments and compacts memory while another compares free lists).
+	@# -p 1: the live tests of different packages share one kernel (one
+	@# fragments and compacts memory while another compares free lists).
 	$(GO) test -count=1 -p 1 ./...
 
+# Each script's output goes to e2e/logs/<script>.log and is printed only when
+# it fails; V=1 prints everything as it runs.
 e2e: build
-	@passed=0; failed=0; for t in e2e/*.sh; do \
-		echo "== $$t"; \
-		if bash "$$t"; then passed=$$((passed+1)); else failed=$$((failed+1)); echo "FAIL $$t"; fi; \
+	@mkdir -p e2e/logs; passed=0; failed=0; for t in e2e/*.sh; do \
+		log=e2e/logs/$$(basename $$t .sh).log; start=$$(date +%s); \
+		if [ -n "$(V)" ]; then echo "== $$t"; { bash "$$t"; echo $$? >"$$log.rc"; } 2>&1 | tee "$$log"; rc=$$(cat "$$log.rc"); rm -f "$$log.rc"; \
+		else bash "$$t" >"$$log" 2>&1; rc=$$?; fi; \
+		if [ $$rc -eq 0 ]; then passed=$$((passed+1)); echo "ok   $$t ($$(( $$(date +%s) - start )) s)"; \
+		else failed=$$((failed+1)); [ -n "$(V)" ] || cat "$$log"; echo "FAIL $$t (log: $$log)"; fi; \
 	done; \
 	echo "e2e: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
