@@ -59,7 +59,7 @@ svg.chart .value{font-size:9px;fill:#111}
 svg.chart .value-key{font-size:10px;fill:#111;font-style:italic}
 table.remediations{border-collapse:collapse}
 table.remediations td,table.remediations th{border:1px solid #bbb;padding:.2rem .5rem;text-align:left}
-table.remediations th{white-space:nowrap;vertical-align:bottom}
+table.remediations th,table.remediations td:first-child{white-space:nowrap;vertical-align:bottom}
 .dry-run{border:2px solid ` + colourSmall + `;background:#fff4dc;padding:.5rem;width:fit-content;font-weight:600}
 .error,.notice{border:2px solid ` + colourBad + `;padding:.5rem;width:fit-content}
 `
