@@ -109,3 +109,28 @@ func indexOf(s []string, v string) int {
 	}
 	return -1
 }
+
+// TestDisableDefaultsServes runs the binary: with --collector.disable-defaults
+// and --collector.buddyinfo only buddyinfo runs and reports.
+func TestDisableDefaultsServes(t *testing.T) {
+	bin := buildBinary(t)
+	root := "collector/testdata/seed-before"
+	_, addr, _ := startExporter(t, bin, "--collector.disable-defaults", "--collector.buddyinfo",
+		"--path.procfs="+root+"/proc", "--path.sysfs="+t.TempDir())
+	code, body := get(t, "http://"+addr+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	var collectors []string
+	for _, l := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(l, `memfrag_scrape_collector_success{collector="`); ok {
+			collectors = append(collectors, strings.SplitN(rest, `"`, 2)[0])
+		}
+	}
+	if strings.Join(collectors, ",") != "buddyinfo" {
+		t.Errorf("collectors reporting: %v, want buddyinfo only", collectors)
+	}
+	if !strings.Contains(body, "memfrag_free_blocks{") || strings.Contains(body, "memfrag_zone_managed_bytes{") {
+		t.Errorf("want buddyinfo's series and none of zoneinfo's")
+	}
+}

@@ -4,6 +4,7 @@
 #  - sha256sums.txt verifies, every tarball holds exactly
 #    memfrag_exporter-VERSION.linux-ARCH/{memfrag_exporter,LICENSE}, the
 #    binary is for ARCH, static (CGO_ENABLED=0) and carries VERSION;
+#  - the .rpm holds the same files with /etc/default as its config file;
 #  - the systemd unit and its remediation drop-in pass systemd-analyze verify;
 #  - the .deb of this machine's architecture installs (dpkg -i): binary,
 #    unit and conffile in place, nothing enabled or started, the installed
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fail() { echo "FAIL 80-packages: $*" >&2; exit 1; }
-for c in dpkg dpkg-query systemd-analyze sha256sum tar; do
+for c in dpkg dpkg-query systemd-analyze sha256sum tar rpm; do
   command -v $c >/dev/null || fail "$c not installed"
 done
 pkg=memfrag-exporter
@@ -59,6 +60,19 @@ for arch in amd64 arm64 ppc64le; do
   ls "$dist"/${pkg}_*.deb "$dist"/$pkg-*.rpm >/dev/null || fail "packages missing"
 done
 ls -l "$dist" | awk 'NR>1 {printf "  %8.1f MiB  %s\n", $5/1048576, $9}'
+
+# The .rpm: same files, /etc/default as a config file kept on upgrade,
+# the same scripts. rpm is in .ci/apt-packages; the check is by listing, as
+# this machine is not an RPM system.
+rpmfile=$(ls "$dist"/$pkg-*.x86_64.rpm)
+want=$(printf '%s\n' /etc/default/$pkg /usr/bin/memfrag_exporter /usr/lib/systemd/system/$pkg.service \
+  /usr/share/doc/$pkg/LICENSE /usr/share/$pkg/remediation.conf)
+got=$(rpm -qlp "$rpmfile" 2>/dev/null | grep -v '/$' | sort)
+got=$(comm -12 <(echo "$got") <(echo "$want"))
+[ "$got" = "$want" ] || fail ".rpm lacks files: want"$'\n'"$want"$'\n'"got"$'\n'"$got"
+[ "$(rpm -qcp "$rpmfile" 2>/dev/null)" = "/etc/default/$pkg" ] || fail ".rpm: /etc/default/$pkg is not its only config file"
+rpm -qp --qf '%{VERSION}\n' "$rpmfile" 2>/dev/null | grep -qx '0.0.0~test' || fail ".rpm version is not 0.0.0~test"
+rpm -qp --scripts "$rpmfile" 2>/dev/null | grep -q 'systemctl daemon-reload' || fail ".rpm lacks its scripts"
 
 # The repository's unit files verify; ExecStart needs an existing binary.
 vdir=$tmp/verify

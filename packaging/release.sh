@@ -28,8 +28,8 @@ if [ ! -x "$nfpm" ]; then
 	GOBIN=$(dirname "$nfpm") "$GO" install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION"
 fi
 
-# Every file in the artifacts carries the commit's time, so that one
-# commit gives byte-identical tarballs.
+# Every file in the archives carries the commit time, not the time of the
+# build.
 mtime=$(git log -1 --format=%cI 2>/dev/null || date -u +%FT%TZ)
 export SOURCE_DATE_EPOCH=$(date -d "$mtime" +%s)
 
