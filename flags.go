@@ -57,7 +57,7 @@ func parseArgs(args []string) (*options, error) {
 	app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").StringVar(&o.sysPath)
 	app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").EnumVar(&o.logFormat, "logfmt", "json")
-	app.Flag("runtime.gomaxprocs", "The number of CPUs the Go runtime may use at once (GOMAXPROCS). 1 suits a scrape, which is sequential work; raise it only when --remediate.enable and scrapes must not wait on each other.").Envar("GOMAXPROCS").Default("1").IntVar(&o.maxProcs)
+	app.Flag("runtime.gomaxprocs", "The number of CPUs the Go runtime may use at once (GOMAXPROCS). 1 suits a scrape, which is sequential work: more threads add scheduling overhead and memory, not speed.").Envar("GOMAXPROCS").Default("1").IntVar(&o.maxProcs)
 	app.Flag("runtime.gogc", "Go garbage collection target percentage (GOGC), or off. Lower keeps less memory resident for more CPU per scrape; the README has the measured trade-off.").Envar("GOGC").Default("40").StringVar(&o.gcPercent)
 
 	// --collector.<name> for each collector; flags of one collector's own
