@@ -255,7 +255,7 @@ func TestExtfragUnprivileged(t *testing.T) {
 	t.Logf("as nobody: %s", line[1])
 }
 
-func requireExtfragTracepoint(t *testing.T) {
+func requireExtfragTracepoint(t testing.TB) {
 	t.Helper()
 	if _, err := readExtfragFormat("/sys", log.NewNopLogger()); err != nil {
 		livetest.Skip(t, fmt.Sprintf("this kernel offers no extfrag tracepoint: %v", err))
