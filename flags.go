@@ -93,7 +93,7 @@ func parseArgs(args []string) (*options, error) {
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
 	inspectCmd := app.Command("inspect", "Read buddyinfo and zoneinfo once and print, per zone, free blocks and bytes by order, both fragmentation indices, the compaction score and a verdict (at risk from --remediate.unusable-threshold). Exit status: 0 OK, 1 the --order trips --fail-on in a zone other than DMA, 2 error (the node-problem-detector plugin convention).")
 	inspectCmd.Flag("order", "Allocation order to judge (4 = 64 KiB blocks with 4 KiB pages). Independent of --remediate.order.").Default("4").IntVar(&o.inspect.Order)
-	inspectCmd.Flag("output", "Output format: table for people, json for scripts.").Default("table").EnumVar(&o.inspect.Output, "table", "json")
+	inspectCmd.Flag("output", "Output format: table for people, json for scripts, summary for the verdict line alone (a node-problem-detector condition message).").Default("table").EnumVar(&o.inspect.Output, "table", "json", "summary")
 	inspectCmd.Flag("fail-on", "Exit 1 when the --order is, in some zone other than DMA: failing = failing for fragmentation (the cure is compaction); at-risk = anything but OK (at risk from --remediate.unusable-threshold, or failing for either cause).").Default(report.FailOnFailing).EnumVar(&o.inspect.FailOn, report.FailOnFailing, report.FailOnAtRisk)
 
 	app.Version(version.Print(exporterName))
