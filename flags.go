@@ -89,6 +89,7 @@ func parseArgs(args []string) (*options, error) {
 	app.Flag("remediate.timeout", "Upper bound on one action, measurements included; shutdown waits for it.").Default(remediate.DefaultTimeout.String()).DurationVar(&r.Timeout)
 	app.Flag("remediate.order", "Allocation order of the re-check before acting and of the gain measured after (keep equal to the alert rules'); also the order the landing page judges by default.").Default(strconv.Itoa(remediate.DefaultOrder)).IntVar(&o.remediateOrder)
 	app.Flag("remediate.unusable-threshold", "Act only while some zone (other than DMA, or the zone the alert names) has an unusable free index at --remediate.order of at least this (keep equal to the alert rules'). Also the at-risk line of the landing page and inspect.").Default(strconv.FormatFloat(remediate.DefaultUnusableThreshold, 'g', -1, 64)).Float64Var(&o.remediateThresh)
+	app.Flag("remediate.escalate.reboot-sentinel", "Create this file (for kured: its --reboot-sentinel, default /var/run/reboot-required) when the cure keeps failing: the backoff was at its maximum, and after the action the re-check still fails at --remediate.order with no gain. Never in dry run. Empty: never.").StringVar(&r.RebootSentinel)
 	app.Flag("remediate.max-body-bytes", "Largest webhook body accepted; larger ones are answered 413.").Default(strconv.Itoa(remediate.DefaultMaxBodyBytes)).Int64Var(&r.MaxBodyBytes)
 
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
