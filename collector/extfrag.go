@@ -441,6 +441,9 @@ func readExtfragFormat(sysPath string, logger log.Logger) (tracepointFormat, err
 		if firstErr == nil {
 			firstErr = err
 		}
+		if errors.Is(err, fs.ErrPermission) {
+			return tracepointFormat{}, fmt.Errorf("reading the tracepoint format: %w (tracefs is root only: run as root, or turn off --collector.extfrag)", err)
+		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return tracepointFormat{}, fmt.Errorf("reading the tracepoint format: %w", err)
 		}

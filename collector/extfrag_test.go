@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/memfrag/memfrag_exporter/internal/livetest"
@@ -443,4 +444,31 @@ func provokeFallbacks(t *testing.T, counted func() uint64) (bursts, mib int) {
 		}
 	}
 	return bursts, held >> 20
+}
+
+// TestExtfragExporterLive serves the collector through the Exporter on the
+// real kernel: success 1, the pairs the kernel falls back between from the
+// first scrape, and metrics that pass the linter.
+func TestExtfragExporterLive(t *testing.T) {
+	livetest.Root(t)
+	requireExtfragTracepoint(t)
+	e, err := New(Config{ProcPath: "/proc", SysPath: "/sys", Enabled: map[string]bool{"extfrag": true}}, log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got := successOf(t, e); got["extfrag"] != 1 {
+		t.Fatalf("success %v, want extfrag 1", got)
+	}
+	problems, err := testutil.CollectAndLint(e, "memfrag_extfrag_events_total", "memfrag_extfrag_pageblock_claims_total", "memfrag_extfrag_pageblock_order")
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", err, problems)
+	}
+	// 6 ordered pairs of Unmovable, Movable, Reclaimable x fragmenting.
+	if n := testutil.CollectAndCount(e, "memfrag_extfrag_events_total"); n < 12 {
+		t.Errorf("%d extfrag series, want at least 12", n)
+	}
+	if n := testutil.CollectAndCount(e, "memfrag_extfrag_pageblock_claims_total"); n < 6 {
+		t.Errorf("%d claim series, want at least 6", n)
+	}
 }
