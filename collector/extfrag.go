@@ -420,45 +420,63 @@ func setupExtfrag(cfg extfragConfig, logger log.Logger) (*extfragCounter, []stri
 	return counter, append([]string(nil), pti.types...), order, nil
 }
 
-// readExtfragFormat reads the tracepoint's format file from tracefs, at
-// <sysfs>/kernel/tracing or the older <sysfs>/kernel/debug/tracing. When
-// tracefs is not mounted on a real sysfs it mounts it at kernel/tracing
-// (as root, in the exporter's mount namespace), as perf and bpftrace do.
+// readExtfragFormat reads the tracepoint's format file from tracefs (see
+// findTracefs).
 func readExtfragFormat(sysPath string, logger log.Logger) (tracepointFormat, error) {
+	root, err := findTracefs(sysPath, logger)
+	if err != nil {
+		return tracepointFormat{}, err
+	}
+	p := filepath.Join(root, "events", extfragSystem, extfragEvent, "format")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return tracepointFormat{}, fmt.Errorf("reading the tracepoint format: %w", err)
+	}
+	f, err := parseTracepointFormat(data)
+	if err != nil {
+		return f, fmt.Errorf("%s: %w", p, err)
+	}
+	return f, nil
+}
+
+// findTracefs returns the tracefs directory that has the extfrag event:
+// <sysfs>/kernel/tracing or the older <sysfs>/kernel/debug/tracing. When
+// neither has it and tracefs is not mounted on a real sysfs, it mounts
+// tracefs at kernel/tracing (as root, in the exporter's mount namespace), as
+// perf and bpftrace do.
+func findTracefs(sysPath string, logger log.Logger) (string, error) {
 	rel := filepath.Join("events", extfragSystem, extfragEvent, "format")
 	tracing := filepath.Join(sysPath, "kernel", "tracing")
-	candidates := []string{filepath.Join(tracing, rel), filepath.Join(sysPath, "kernel", "debug", "tracing", rel)}
+	candidates := []string{tracing, filepath.Join(sysPath, "kernel", "debug", "tracing")}
 	var firstErr error
-	for _, p := range candidates {
-		data, err := os.ReadFile(p)
+	for _, dir := range candidates {
+		_, err := os.Stat(filepath.Join(dir, rel))
 		if err == nil {
-			f, err := parseTracepointFormat(data)
-			if err != nil {
-				return f, fmt.Errorf("%s: %w", p, err)
-			}
-			return f, nil
+			return dir, nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return "", fmt.Errorf("reading the tracepoint format: %w (tracefs is root only: run as root, or turn off --collector.extfrag)", err)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("reading the tracepoint format: %w", err)
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
-		if errors.Is(err, fs.ErrPermission) {
-			return tracepointFormat{}, fmt.Errorf("reading the tracepoint format: %w (tracefs is root only: run as root, or turn off --collector.extfrag)", err)
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return tracepointFormat{}, fmt.Errorf("reading the tracepoint format: %w", err)
-		}
 	}
-	if mounted, err := mountTracefs(tracing); err != nil {
-		return tracepointFormat{}, fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %w", tracing, err)
-	} else if mounted {
+	mounted, err := mountTracefs(tracing)
+	if err != nil {
+		return "", fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %w", tracing, err)
+	}
+	if mounted {
 		level.Info(logger).Log("msg", "mounted tracefs", "path", tracing)
-		data, err := os.ReadFile(candidates[0])
+		_, err := os.Stat(filepath.Join(tracing, rel))
 		if err == nil {
-			return parseTracepointFormat(data)
+			return tracing, nil
 		}
 		firstErr = err
 	}
-	return tracepointFormat{}, fmt.Errorf("no tracepoint %s:%s (a kernel without it, or tracefs not mounted): %w", extfragSystem, extfragEvent, firstErr)
+	return "", fmt.Errorf("no tracepoint %s:%s (a kernel without it, or tracefs not mounted): %w", extfragSystem, extfragEvent, firstErr)
 }
 
 // mountTracefs mounts tracefs at dir when dir is an empty directory of a

@@ -283,7 +283,11 @@ type extfragKey struct {
 func TestExtfragLive(t *testing.T) {
 	livetest.Root(t)
 	requireExtfragTracepoint(t)
-	inst := filepath.Join("/sys/kernel/tracing/instances", fmt.Sprintf("memfrag-extfrag-%d", os.Getpid()))
+	tracefs, err := findTracefs("/sys", log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := filepath.Join(tracefs, "instances", fmt.Sprintf("memfrag-extfrag-%d", os.Getpid()))
 	if err := os.Mkdir(inst, 0o700); err != nil {
 		t.Fatalf("creating a tracefs instance: %v", err)
 	}
@@ -471,4 +475,35 @@ func TestExtfragExporterLive(t *testing.T) {
 	if n := testutil.CollectAndCount(e, "memfrag_extfrag_pageblock_claims_total"); n < 6 {
 		t.Errorf("%d claim series, want at least 6", n)
 	}
+}
+
+// TestExtfragMountsTracefs: on a real sysfs without tracefs at
+// kernel/tracing the collector mounts it there; where it is mounted it
+// leaves it alone.
+func TestExtfragMountsTracefs(t *testing.T) {
+	livetest.Root(t)
+	dir := "/sys/kernel/tracing"
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		livetest.Skip(t, fmt.Sprintf("no %s: %v", dir, err))
+	}
+	wasMounted := st.Type == unix.TRACEFS_MAGIC
+	mounted, err := mountTracefs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mounted == wasMounted {
+		t.Fatalf("tracefs mounted before: %v; mountTracefs mounted: %v", wasMounted, mounted)
+	}
+	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TRACEFS_MAGIC {
+		t.Fatalf("after mountTracefs %s is not tracefs (%x, %v)", dir, st.Type, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "events/kmem/mm_page_alloc_extfrag/format")); err != nil {
+		t.Errorf("tracefs at %s has no extfrag event: %v", dir, err)
+	}
+	again, err := mountTracefs(dir)
+	if again || err != nil {
+		t.Errorf("mountTracefs on a mounted tracefs: %v, %v; want false, nil", again, err)
+	}
+	t.Logf("tracefs was mounted: %v; mounted now: %v", wasMounted, mounted)
 }
