@@ -94,12 +94,13 @@ func parseArgs(args []string) (*options, error) {
 	app.Flag("remediate.timeout", "Upper bound on one action, measurements included; shutdown waits for it.").Default(remediate.DefaultTimeout.String()).DurationVar(&r.Timeout)
 	app.Flag("remediate.order", "Allocation order of the re-check before acting and of the gain measured after (keep equal to the alert rules'); also the order the landing page judges by default.").Default(strconv.Itoa(remediate.DefaultOrder)).IntVar(&o.remediateOrder)
 	app.Flag("remediate.unusable-threshold", "Act only while some zone (other than DMA, or the zone the alert names) has an unusable free index at --remediate.order of at least this (keep equal to the alert rules'). Also the at-risk line of the landing page and inspect.").Default(strconv.FormatFloat(remediate.DefaultUnusableThreshold, 'g', -1, 64)).Float64Var(&o.remediateThresh)
+	app.Flag("remediate.escalate.reboot-sentinel", "Create this file (for kured: its --reboot-sentinel, default /var/run/reboot-required) when the cure keeps failing: the backoff was at its maximum, and after the action the re-check still fails at --remediate.order with no gain. Never in dry run. Empty: never.").StringVar(&r.RebootSentinel)
 	app.Flag("remediate.max-body-bytes", "Largest webhook body accepted; larger ones are answered 413.").Default(strconv.Itoa(remediate.DefaultMaxBodyBytes)).Int64Var(&r.MaxBodyBytes)
 
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()
 	inspectCmd := app.Command("inspect", "Read buddyinfo and zoneinfo once and print, per zone, free blocks and bytes by order, both fragmentation indices, the compaction score and a verdict (at risk from --remediate.unusable-threshold). Exit status: 0 OK, 1 the --order trips --fail-on in a zone other than DMA, 2 error (the node-problem-detector plugin convention).")
 	inspectCmd.Flag("order", "Allocation order to judge (4 = 64 KiB blocks with 4 KiB pages). Independent of --remediate.order.").Default("4").IntVar(&o.inspect.Order)
-	inspectCmd.Flag("output", "Output format: table for people, json for scripts.").Default("table").EnumVar(&o.inspect.Output, "table", "json")
+	inspectCmd.Flag("output", "Output format: table for people, json for scripts, summary for the verdict line alone (a node-problem-detector condition message).").Default("table").EnumVar(&o.inspect.Output, "table", "json", "summary")
 	inspectCmd.Flag("fail-on", "Exit 1 when the --order is, in some zone other than DMA: failing = failing for fragmentation (the cure is compaction); at-risk = anything but OK (at risk from --remediate.unusable-threshold, or failing for either cause).").Default(report.FailOnFailing).EnumVar(&o.inspect.FailOn, report.FailOnFailing, report.FailOnAtRisk)
 
 	app.Version(version.Print(exporterName))

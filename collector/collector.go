@@ -74,6 +74,7 @@ var factories = []factory{
 	{"sysctl", true, "vm.* sysctls and THP modes that govern fragmentation", newSysctl},
 	{"pagetypeinfo", false, "free blocks and pageblocks by migrate type (/proc/pagetypeinfo; root only, holds the zone lock while read, so read at most once per --collector.pagetypeinfo.min-interval)", newPagetypeinfo},
 	{"kmsg", false, "page allocation failures by order from the kernel log (/dev/kmsg; needs root or CAP_SYSLOG and the device in the container)", newKmsg},
+	{"extfrag", false, "allocations that fell back to another migrate type's free list, by pair and whether they split a pageblock (tracepoint kmem:mm_page_alloc_extfrag, counted by a BPF program; needs root or CAP_BPF+CAP_PERFMON, tracefs and /proc/pagetypeinfo)", newExtfrag},
 }
 
 // Info describes a collector for flag registration.

@@ -62,9 +62,12 @@ func (r *Receiver) run(j *job) {
 			d.CacheDroppedBytes = o.before.cachedBytes - o.after.cachedBytes
 		}
 	}
+	missesBefore := r.keys[j.scope].misses
 	r.mu.Unlock()
 	r.finish(j, o.result, gain)
 	r.saveState("finish")
+	r.escalation.consider(j, cureOutcome{dryRun: r.cfg.DryRun, result: o.result, measured: o.after2,
+		stillNeeded: o.after.needed, gain: gain, missesBefore: missesBefore})
 
 	a := string(j.action)
 	r.metrics.runs.WithLabelValues(a, o.result).Inc()

@@ -110,6 +110,10 @@ type Config struct {
 	// keeps them in memory only.
 	StateFile string
 
+	// RebootSentinel is the file created when the cure keeps failing (see
+	// escalate.go), for kured to reboot the node; empty never creates one.
+	RebootSentinel string
+
 	// TokenCheckInterval is how often the token file is checked for changes.
 	TokenCheckInterval time.Duration
 

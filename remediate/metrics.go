@@ -149,14 +149,14 @@ func (m *metrics) collectors() []prometheus.Collector {
 
 // Describe implements prometheus.Collector.
 func (r *Receiver) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range r.metrics.collectors() {
+	for _, c := range append(r.metrics.collectors(), r.escalation.collectors()...) {
 		c.Describe(ch)
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (r *Receiver) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range r.metrics.collectors() {
+	for _, c := range append(r.metrics.collectors(), r.escalation.collectors()...) {
 		c.Collect(ch)
 	}
 }

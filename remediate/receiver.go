@@ -95,6 +95,8 @@ type Receiver struct {
 	hasFS   bool
 	syncFn  func()
 
+	escalation *escalation // nil without --remediate.escalate.reboot-sentinel
+
 	saveMu sync.Mutex // serializes state file writes; taken before mu
 
 	inflight atomic.Int64 // kernel writes or syncs still in the kernel
@@ -141,6 +143,11 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 		r.allowed[a] = true
 	}
 	r.hpOrder, _ = fragmentation.HugePageOrder(cfg.SysPath, cfg.PageSize)
+	esc, err := newEscalation(cfg.RebootSentinel, cfg.ProcPath, logger)
+	if err != nil {
+		return nil, fmt.Errorf("remediation escalation: %w", err)
+	}
+	r.escalation = esc
 	if fs, err := procfs.NewFS(cfg.ProcPath); err == nil {
 		r.procfs, r.hasFS = fs, true
 	}

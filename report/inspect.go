@@ -34,7 +34,7 @@ const (
 // InspectOptions are the inspect command's flags.
 type InspectOptions struct {
 	Order  int    // the allocation order to judge
-	Output string // "table" or "json"
+	Output string // "table", "json" or "summary" (the table's first line only: a node-problem-detector condition message)
 	FailOn string // FailOnFailing (also when empty) or FailOnAtRisk
 }
 
@@ -84,8 +84,12 @@ func Inspect(cfg Config, opts InspectOptions, stdout, stderr io.Writer) int {
 		err = WriteJSON(stdout, s, opts.Order)
 	case "table", "":
 		err = WriteTable(stdout, s, opts.Order)
+	case "summary":
+		ew := &errWriter{w: stdout}
+		writeSummary(ew, s, opts.Order)
+		err = ew.err
 	default:
-		err = fmt.Errorf("unknown output %q (want table or json)", opts.Output)
+		err = fmt.Errorf("unknown output %q (want table, json or summary)", opts.Output)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "inspect: %v\n", err)
@@ -102,15 +106,7 @@ func Inspect(cfg Config, opts InspectOptions, stdout, stderr io.Writer) int {
 // node its compaction score.
 func WriteTable(w io.Writer, s *Snapshot, order int) error {
 	ew := &errWriter{w: w}
-	v, where := s.Worst(order)
-	switch {
-	case where == nil:
-		ew.printf("%s allocations: no zone to judge (only DMA)\n", s.OrderName(order))
-	case v == OK:
-		ew.printf("%s allocations: OK in every zone (DMA not counted)\n", s.OrderName(order))
-	default:
-		ew.printf("worst zone for %s allocations: %s: node %s zone %s (DMA not counted)\n", s.OrderName(order), v, where.Node, where.Name)
-	}
+	writeSummary(ew, s, order)
 	ew.printf("page size %s; the kernel prints orders 0..%d\n", formatBytes(s.PageSize), s.Orders-1)
 	orders := []int{order}
 	if s.ScoreOrder != order && s.ScoreOrder < s.Orders {
@@ -283,4 +279,17 @@ func WriteJSON(w io.Writer, s *Snapshot, order int) error {
 // decimals, exactly, rather than through a float.
 func indexNumber(v int64) json.Number {
 	return json.Number(thousandths(v))
+}
+
+// writeSummary prints the one-line verdict that heads the table.
+func writeSummary(ew *errWriter, s *Snapshot, order int) {
+	v, where := s.Worst(order)
+	switch {
+	case where == nil:
+		ew.printf("%s allocations: no zone to judge (only DMA)\n", s.OrderName(order))
+	case v == OK:
+		ew.printf("%s allocations: OK in every zone (DMA not counted)\n", s.OrderName(order))
+	default:
+		ew.printf("worst zone for %s allocations: %s: node %s zone %s (DMA not counted)\n", s.OrderName(order), v, where.Node, where.Name)
+	}
 }
