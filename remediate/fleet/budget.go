@@ -383,18 +383,9 @@ func (s *Slot) renewOnce() bool {
 	defer cancel()
 	l, err := b.client.Update(ctx, &next)
 	if IsConflict(err) {
-		// Changed since this node wrote it: if it still names this node
-		// (nothing else changes a held slot) carry on from that version.
-		cur, gerr := b.client.Get(ctx, s.name)
-		if gerr == nil && cur.Spec.Holder() == b.cfg.Identity {
-			s.mu.Lock()
-			s.lease = cur
-			s.mu.Unlock()
+		holder, ours := s.reread(ctx)
+		if ours {
 			return false
-		}
-		holder := "(unknown)"
-		if gerr == nil {
-			holder = cur.Spec.Holder()
 		}
 		s.markLost("the slot now names another holder", holder, err)
 		return true
@@ -417,6 +408,23 @@ func (s *Slot) renewOnce() bool {
 	s.lease, s.renewed = l, now
 	s.mu.Unlock()
 	return false
+}
+
+// reread fetches the slot after a conflict. If it still names this node
+// (nothing else should change a held slot) the slot carries on from that
+// version and ours is true; otherwise holder says who has it now.
+func (s *Slot) reread(ctx context.Context) (holder string, ours bool) {
+	cur, err := s.b.client.Get(ctx, s.name)
+	if err != nil {
+		return "(unknown: " + err.Error() + ")", false
+	}
+	if cur.Spec.Holder() != s.b.cfg.Identity {
+		return cur.Spec.Holder(), false
+	}
+	s.mu.Lock()
+	s.lease = cur
+	s.mu.Unlock()
+	return "", true
 }
 
 func (s *Slot) markLost(why, holder string, err error) {
@@ -464,11 +472,7 @@ func (s *Slot) release() {
 			return
 		}
 		if IsConflict(err) {
-			cur, gerr := b.client.Get(ctx, s.name)
-			if gerr == nil && cur.Spec.Holder() == b.cfg.Identity {
-				s.mu.Lock()
-				s.lease = cur
-				s.mu.Unlock()
+			if _, ours := s.reread(ctx); ours {
 				continue
 			}
 			return // someone else holds it now: nothing of ours to release
