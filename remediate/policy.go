@@ -17,6 +17,7 @@ type job struct {
 	node     string // NUMA node id, "" for all
 	zone     string // zone the alert names, "" for any but DMA
 	key      string // cooldown key
+	dedupe   [sha256.Size]byte
 	decision *Decision
 	start    time.Time
 }
@@ -137,7 +138,7 @@ func (r *Receiver) decide(a *alert, now time.Time, snap *snapshot) (*Decision, *
 	}
 	r.remember(dedupe)
 	d.Decision, d.Result, d.ScoreBefore, d.ScoreAfter = decisionAccepted, resultRunning, -1, -1
-	return d, &job{action: action, node: node, zone: zone, key: key, decision: d, start: now}
+	return d, &job{action: action, node: node, zone: zone, key: key, dedupe: dedupe, decision: d, start: now}
 }
 
 func (r *Receiver) snapshot(s *snapshot) ([]fragmentation.Zone, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/remediate/fleet"
 )
 
 // Decision is what the receiver decided for one alert and, for an accepted
@@ -94,6 +95,11 @@ type Receiver struct {
 	hasFS   bool
 	syncFn  func()
 
+	// fleet is the fleet budget, nil when off; fleetCtx ends a wait for a
+	// slot at shutdown.
+	fleet    *fleet.Budget
+	fleetCtx context.Context
+
 	inflight atomic.Int64 // kernel writes or syncs still in the kernel
 	wg       sync.WaitGroup
 	stop     context.CancelFunc
@@ -135,6 +141,7 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 	for _, a := range cfg.Actions {
 		r.allowed[a] = true
 	}
+	var err error
 	r.hpOrder, _ = fragmentation.HugePageOrder(cfg.SysPath, cfg.PageSize)
 	if fs, err := procfs.NewFS(cfg.ProcPath); err == nil {
 		r.procfs, r.hasFS = fs, true
@@ -146,8 +153,11 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 		}
 		r.token = t
 	}
+	if r.fleet, err = newFleet(&r.cfg, logger); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.stop = cancel
+	r.stop, r.fleetCtx = cancel, ctx
 	if r.token != nil && cfg.TokenCheckInterval > 0 {
 		r.watchWG.Add(1)
 		go r.watchToken(ctx)

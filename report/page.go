@@ -55,6 +55,8 @@ type PageConfig struct {
 	// Recent returns the latest remediation decisions, newest first; nil
 	// when remediation is off, which hides the section.
 	Recent func() []Remediation
+	// Fleet returns the fleet budget's slots; nil when the budget is off.
+	Fleet func() *FleetBudget
 	// Now stamps the page; nil means time.Now.
 	Now func() time.Time
 }
@@ -167,6 +169,9 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		if p.cfg.Recent != nil {
 			opts.Remediations, opts.ShowRemediations = p.cfg.Recent(), true
+		}
+		if p.cfg.Fleet != nil {
+			opts.Fleet = p.cfg.Fleet()
 		}
 		b = AppendHTML(b, s, opts)
 	}

@@ -19,6 +19,8 @@ type RenderOptions struct {
 	// newest first (an empty list says "none yet").
 	ShowRemediations bool
 	Remediations     []Remediation
+	// Fleet, when set, shows the fleet budget and its slots' holders.
+	Fleet *FleetBudget
 }
 
 // Colours are the Okabe-Ito palette, which stays distinguishable with every
@@ -159,6 +161,9 @@ func (r *renderer) page() {
 	}
 	if r.o.ShowRemediations {
 		r.remediations()
+	}
+	if r.o.Fleet != nil {
+		r.fleet(r.o.Fleet)
 	}
 	r.str(`</section>`)
 }
