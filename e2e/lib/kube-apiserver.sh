@@ -132,10 +132,22 @@ kube_apiserver_restart_api() {
 	done
 }
 
+# kube_stop_pid PID: SIGTERM, then SIGKILL after 10 s (the apiserver's
+# graceful shutdown waits on its clients).
+kube_stop_pid() {
+	local pid=$1 n=0
+	kill "$pid" 2>/dev/null || return 0
+	while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
 kube_apiserver_stop_api() {
 	if [ -n "$KUBE_API_PID" ]; then
-		kill "$KUBE_API_PID" 2>/dev/null || true
-		wait "$KUBE_API_PID" 2>/dev/null || true
+		kube_stop_pid "$KUBE_API_PID"
 		KUBE_API_PID=
 	fi
 }
@@ -143,8 +155,7 @@ kube_apiserver_stop_api() {
 kube_apiserver_stop() {
 	kube_apiserver_stop_api
 	if [ -n "$KUBE_ETCD_PID" ]; then
-		kill "$KUBE_ETCD_PID" 2>/dev/null || true
-		wait "$KUBE_ETCD_PID" 2>/dev/null || true
+		kube_stop_pid "$KUBE_ETCD_PID"
 		KUBE_ETCD_PID=
 	fi
 }
