@@ -5,11 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/mdlayher/vsock"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -34,12 +41,26 @@ type server struct {
 	logger      log.Logger
 	http        *http.Server
 	remediation *remediate.Receiver // nil unless --remediate.enable
+	conns       *connLimiter
 	closers     []func()
 }
 
+// Bounds of the HTTP server against clients that hold connections without
+// finishing requests. Alertmanager's and Prometheus's request heads are a
+// few hundred bytes and sent at once; the bounds keep 5,000 slow or 15,000
+// idle connections from a stranger well inside the DaemonSet's 64 MiB (see
+// the README's "What the receiver withstands").
+const (
+	maxConnections    = 512
+	maxHeaderBytes    = 16 << 10
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = 30 * time.Second
+)
+
 func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*server, error) {
-	s := &server{opts: o, logger: logger}
+	s := &server{opts: o, logger: logger, conns: newConnLimiter(maxConnections)}
 	registry := newRegistry(o.procPath, o.exporterMetrics)
+	registry.MustRegister(s.conns.collectors()...)
 	mux := http.NewServeMux()
 
 	if o.remediateEnable {
@@ -67,10 +88,12 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 	}
 	s.http = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       idleTimeout,
+		ConnState:         s.conns.connState,
 	}
 	return s, nil
 }
@@ -129,20 +152,96 @@ func (s *server) landingPage() (http.Handler, error) {
 	return page, nil
 }
 
-// serve listens until SIGTERM or SIGINT, then shuts down: no new requests,
-// running ones finish, a running action finishes or hits its timeout.
+// serve listens until SIGTERM or SIGINT, then shuts down: no new actions
+// from that moment, no new requests, running ones finish, a running action
+// finishes or hits its timeout.
 func (s *server) serve(slogger *slog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	listeners, err := s.listen(slogger)
+	if err != nil {
+		level.Error(s.logger).Log("msg", "cannot listen", "err", err)
+		return 1
+	}
 	served := make(chan error, 1)
-	go func() { served <- web.ListenAndServe(s.http, s.opts.web, slogger) }()
+	go func() { served <- web.ServeMultiple(listeners, s.http, s.opts.web, slogger) }()
 	select {
 	case err := <-served:
 		level.Error(s.logger).Log("msg", "cannot serve", "err", err)
 		return 1
 	case <-ctx.Done():
 	}
+	if s.remediation != nil {
+		// At once, before the drain: a webhook whose body completes while
+		// the server shuts down must not start an action.
+		s.remediation.StopAccepting()
+	}
 	return s.shutdown(served)
+}
+
+// listen opens what exporter-toolkit's ListenAndServe would (systemd
+// activated sockets with --web.systemd-socket, else every
+// --web.listen-address, vsock:// included) and puts each behind the
+// connection bound.
+func (s *server) listen(slogger *slog.Logger) ([]net.Listener, error) {
+	var raw []net.Listener
+	if f := s.opts.web; f.WebSystemdSocket != nil && *f.WebSystemdSocket {
+		slogger.Info("Listening on systemd activated listeners instead of port listeners.")
+		ls, err := activation.Listeners()
+		if err != nil {
+			return nil, fmt.Errorf("systemd socket activation: %w", err)
+		}
+		if len(ls) == 0 {
+			return nil, errors.New("no socket activation file descriptors found")
+		}
+		raw = ls
+	} else {
+		if f.WebListenAddresses == nil || len(*f.WebListenAddresses) == 0 {
+			return nil, web.ErrNoListeners
+		}
+		for _, addr := range *f.WebListenAddresses {
+			l, err := listenOn(addr)
+			if err != nil {
+				for _, o := range raw {
+					o.Close()
+				}
+				return nil, err
+			}
+			raw = append(raw, l)
+		}
+	}
+	out := make([]net.Listener, len(raw))
+	for i, l := range raw {
+		out[i] = s.conns.listener(l)
+	}
+	return out, nil
+}
+
+func listenOn(addr string) (net.Listener, error) {
+	if !strings.HasPrefix(addr, "vsock://") {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		return l, nil
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("bad vsock address %q: %w", addr, err)
+	}
+	_, portStr, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("bad vsock address %q: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("bad vsock port in %q: %w", addr, err)
+	}
+	l, err := vsock.Listen(uint32(port), nil)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	return l, nil
 }
 
 func (s *server) shutdown(served <-chan error) int {

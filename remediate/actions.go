@@ -72,6 +72,7 @@ func (r *Receiver) run(j *job) {
 	}
 	r.mu.Unlock()
 	r.finish(j, o.result, gain)
+	r.saveState("finish")
 
 	a := string(j.action)
 	r.metrics.runs.WithLabelValues(a, o.result).Inc()

@@ -107,6 +107,10 @@ type Config struct {
 	MaxBodyBytes int64         // larger bodies are answered 413
 	BodyTimeout  time.Duration // bound on reading one request body
 
+	// StateFile keeps cooldowns, backoff and dedupe across restarts; empty
+	// keeps them in memory only.
+	StateFile string
+
 	// TokenCheckInterval is how often the token file is checked for changes.
 	TokenCheckInterval time.Duration
 

@@ -43,6 +43,9 @@ func (r *Receiver) takeSlot(j *job) (*fleet.Slot, string) {
 	s, err := r.fleet.Acquire(r.fleetCtx)
 	var un *fleet.UnavailableError
 	switch {
+	case err == nil && r.isClosed():
+		s.Release() // SIGTERM came while it waited
+		return nil, reasonShutdown
 	case err == nil:
 	case errors.Is(err, fleet.ErrBusy):
 		return nil, reasonFleetBusy
@@ -63,6 +66,12 @@ func (r *Receiver) takeSlot(j *job) (*fleet.Slot, string) {
 	return s, ""
 }
 
+func (r *Receiver) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
 // giveUp ends a job that never acted: it becomes a skip with reason, and
 // neither its cooldown nor its dedupe entry stays, so that Alertmanager's
 // next notification of the same alert may try again.
@@ -74,11 +83,14 @@ func (r *Receiver) giveUp(j *job, reason string) {
 	if r.inflight.Load() == 0 {
 		r.metrics.inProgress.Set(0)
 	}
-	if ks := r.keys[j.key]; ks != nil {
+	if ks := r.keys[j.scope]; ks != nil {
+		// begin started them; the checks had passed, so nothing earlier
+		// was pending.
 		ks.cooldownUntil, ks.backoffUntil = j.start, j.start
 	}
-	delete(r.seen, j.dedupe)
+	r.forget(j.dedupe)
 	r.mu.Unlock()
+	r.saveState("fleet")
 	r.logDecision(d)
 	r.metrics.skipped.WithLabelValues(string(j.action), reason).Inc()
 }

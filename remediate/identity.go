@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -16,17 +17,19 @@ const addrRefresh = time.Minute
 
 // identity decides whether an alert names this host.
 //
-// An alert is for this host when its node label equals the node name, or its
+// An alert that carries a node label is this host's exactly when the label
+// equals the node name: instance is then not consulted, so node names
+// another host as a veto. Without node, the alert is this host's when its
 // instance label's host part is one of this host's names (hostname, its
-// short form, its canonical name, the node name) or interface addresses.
-// Loopback addresses and localhost name whichever host reads them, so they
-// only count with trustLoopback (single-host setups, tests); link-local and
-// multicast addresses never count.
+// short form, its canonical name, the node name) or one of its own
+// addresses (see ownAddrs). Loopback addresses and localhost name whichever
+// host reads them, so they only count with trustLoopback (single-host
+// setups, tests); link-local and multicast addresses never count.
 type identity struct {
 	nodeName      string
 	trustLoopback bool
 
-	interfaceAddrs func() ([]net.Addr, error)
+	interfaces func() ([]ifaceAddrs, error)
 
 	mu      sync.Mutex
 	names   map[string]bool // lower case, no trailing dot
@@ -34,12 +37,101 @@ type identity struct {
 	addrsAt time.Time
 }
 
+// ifaceAddrs is one network interface with its addresses.
+type ifaceAddrs struct {
+	name  string
+	flags net.Flags
+	addrs []netip.Prefix
+}
+
+// virtualIfPrefixes name interfaces whose addresses are not one host's own:
+// container bridges (docker0's 172.17.0.1 is on every Docker host), CNI and
+// overlay devices, kube-proxy's kube-ipvs0 (every Service ClusterIP, on
+// every node), dummy devices (NodeLocal DNSCache), tunnels and veths.
+var virtualIfPrefixes = []string{
+	"docker", "br-", "virbr", "veth", "cni", "flannel", "cali", "cilium", "lxc", "kube-ipvs", "kube-bridge",
+	"weave", "vxlan", "genev", "tunl", "dummy", "nodelocaldns", "podman", "cbr", "tap", "vnet", "ovs-", "antrea",
+}
+
+func isVirtualIf(name string) bool {
+	for _, p := range virtualIfPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownAddrs picks the addresses that name this host and no other: those of
+// interfaces that are up, not loopback and not virtual (virtualIfPrefixes).
+// A host-length address (/32, /128) on an interface that also has a shorter
+// prefix of the same family is a floating VIP (keepalived, kube-vip) that
+// may sit on another host tomorrow, so it does not count; an interface whose
+// only address is host-length (some clouds give /32) keeps it.
+func ownAddrs(list []ifaceAddrs) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, ifc := range list {
+		if ifc.flags&net.FlagUp == 0 || ifc.flags&net.FlagLoopback != 0 || isVirtualIf(ifc.name) {
+			continue
+		}
+		var subnet4, subnet6 bool
+		for _, p := range ifc.addrs {
+			if p.Bits() < p.Addr().BitLen() {
+				if p.Addr().Is4() {
+					subnet4 = true
+				} else {
+					subnet6 = true
+				}
+			}
+		}
+		for _, p := range ifc.addrs {
+			a := p.Addr()
+			if p.Bits() == a.BitLen() && (a.Is4() && subnet4 || !a.Is4() && subnet6) {
+				continue
+			}
+			out[a] = true
+		}
+	}
+	return out
+}
+
+// systemInterfaces lists this host's interfaces and their addresses.
+func systemInterfaces() ([]ifaceAddrs, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("listing network interfaces: %w", err)
+	}
+	out := make([]ifaceAddrs, 0, len(ifs))
+	for _, ifc := range ifs {
+		list, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		ia := ifaceAddrs{name: ifc.Name, flags: ifc.Flags}
+		for _, a := range list {
+			if n, ok := a.(*net.IPNet); ok {
+				addr, ok := netip.AddrFromSlice(n.IP)
+				ones, _ := n.Mask.Size()
+				if ok {
+					addr = addr.Unmap()
+					if addr.Is4() && ones > 32 {
+						ones -= 96
+					}
+					ia.addrs = append(ia.addrs, netip.PrefixFrom(addr, ones))
+				}
+			}
+		}
+		out = append(out, ia)
+	}
+	return out, nil
+}
+
 func newIdentity(nodeName string, trustLoopback bool) *identity {
 	id := &identity{
-		nodeName:       nodeName,
-		names:          map[string]bool{},
-		trustLoopback:  trustLoopback,
-		interfaceAddrs: net.InterfaceAddrs,
+		nodeName:      nodeName,
+		names:         map[string]bool{},
+		trustLoopback: trustLoopback,
+		interfaces:    systemInterfaces,
 	}
 	id.addName(nodeName)
 	if h, err := os.Hostname(); err == nil {
@@ -79,8 +171,8 @@ func (id *identity) addName(name string) {
 // matches reports whether the alert's labels name this host, and which label
 // did, for the log.
 func (id *identity) matches(labels map[string]string, now time.Time) (bool, string) {
-	if node, ok := labels["node"]; ok && node != "" && strings.EqualFold(node, id.nodeName) {
-		return true, "node"
+	if node := labels["node"]; node != "" {
+		return strings.EqualFold(node, id.nodeName), "node"
 	}
 	inst, ok := labels["instance"]
 	if !ok || inst == "" {
@@ -121,7 +213,7 @@ func (id *identity) hasAddr(addr netip.Addr, now time.Time) bool {
 }
 
 func (id *identity) refresh(now time.Time) {
-	list, err := id.interfaceAddrs()
+	list, err := id.interfaces()
 	if err != nil {
 		// Keep the last known addresses: failing to list them says nothing
 		// about whether they changed.
@@ -130,20 +222,7 @@ func (id *identity) refresh(now time.Time) {
 		}
 		return
 	}
-	addrs := make(map[netip.Addr]bool, len(list))
-	for _, a := range list {
-		var ip net.IP
-		switch v := a.(type) {
-		case *net.IPNet:
-			ip = v.IP
-		case *net.IPAddr:
-			ip = v.IP
-		}
-		if addr, ok := netip.AddrFromSlice(ip); ok {
-			addrs[addr.Unmap()] = true
-		}
-	}
-	id.addrs, id.addrsAt = addrs, now
+	id.addrs, id.addrsAt = ownAddrs(list), now
 }
 
 // hostPart extracts the host from an instance label: "host:port",

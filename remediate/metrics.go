@@ -50,7 +50,14 @@ type metrics struct {
 	lastScore  *prometheus.GaugeVec
 	requests   *prometheus.CounterVec
 	inProgress prometheus.Gauge
-	codes      map[int]prometheus.Counter // pre-resolved: no label lookup per request
+
+	stateErrors   *prometheus.CounterVec
+	stateOK       prometheus.Gauge
+	tokenErrors   prometheus.Counter
+	tokenOK       prometheus.Gauge
+	refusalLogged prometheus.Counter
+
+	codes map[int]prometheus.Counter // pre-resolved: no label lookup per request
 }
 
 func newMetrics() *metrics {
@@ -88,8 +95,32 @@ func newMetrics() *metrics {
 			Namespace: namespace, Name: "remediation_in_progress",
 			Help: "1 while a remediation action (or a kernel write it timed out on) is running.",
 		}),
+		stateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "remediation_state_errors_total",
+			Help: "Failures of the --remediate.state-file by operation: load (unreadable, corrupt or unknown version: no action until one cooldown has passed since start) or save (waits hold until the process ends, not across a restart).",
+		}, []string{"op"}),
+		stateOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "remediation_state_ok",
+			Help: "1 when the last load or save of --remediate.state-file succeeded (or none is configured), 0 after a failure.",
+		}),
+		tokenErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "remediation_token_reload_errors_total",
+			Help: "Reloads of --remediate.token-file that failed (missing, empty, unreadable, too large); the previous token stays in force.",
+		}),
+		tokenOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "remediation_token_last_reload_success",
+			Help: "1 when the last load of --remediate.token-file succeeded, 0 while the file is missing, empty or unreadable (the previous token is still accepted).",
+		}),
+		refusalLogged: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "remediation_refusal_log_lines_total",
+			Help: "Log lines written about refused (401) webhook requests; at most one per interval, each with the count suppressed since the last. memfrag_remediation_webhook_requests_total{code=\"401\"} has the exact count of refusals.",
+		}),
 		codes: map[int]prometheus.Counter{},
 	}
+	m.stateErrors.WithLabelValues(stateOpLoad)
+	m.stateErrors.WithLabelValues(stateOpSave)
+	m.stateOK.Set(1)
+	m.tokenOK.Set(1)
 	for _, a := range Actions {
 		for _, r := range []string{resultSuccess, resultError, resultDryRun} {
 			m.runs.WithLabelValues(string(a), r)
@@ -115,7 +146,8 @@ func actionNames() []string {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.runs, m.skipped, m.duration, m.lastRun, m.lastGain, m.lastScore, m.requests, m.inProgress}
+	return []prometheus.Collector{m.runs, m.skipped, m.duration, m.lastRun, m.lastGain, m.lastScore, m.requests, m.inProgress,
+		m.stateErrors, m.stateOK, m.tokenErrors, m.tokenOK, m.refusalLogged}
 }
 
 // Describe implements prometheus.Collector.

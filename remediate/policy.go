@@ -16,7 +16,7 @@ type job struct {
 	action   Action
 	node     string // NUMA node id, "" for all
 	zone     string // zone the alert names, "" for any but DMA
-	key      string // cooldown key
+	scope    string // memory it touches: scopeAll or "node<N>"
 	dedupe   [sha256.Size]byte
 	decision *Decision
 	start    time.Time
@@ -59,9 +59,19 @@ func (r *Receiver) decideAll(alerts []alert) []*Decision {
 		}
 	}
 	if start != nil {
-		go r.run(start)
+		r.launch(start)
 	}
 	return out
+}
+
+// launch is the one place where an accepted action starts running. The
+// decision is recorded and the cooldown of the memory it touches started
+// (begin, under r.mu); launch saves that state, so that a restart honours
+// it, and runs the action in the background. It runs before the webhook's
+// reply is written.
+func (r *Receiver) launch(j *job) {
+	r.saveState("begin")
+	go r.run(j)
 }
 
 // decide runs the checks in the documented order; the first that fails names
@@ -110,9 +120,17 @@ func (r *Receiver) decide(a *alert, now time.Time, snap *snapshot) (*Decision, *
 			return skip(reasonInvalid)
 		}
 	}
+	scope := r.scopeOf(action, node)
 	dedupe := dedupeKey(a)
-	if r.seen[dedupe] {
-		return skip(reasonDuplicate)
+	if prev, ok := r.seen[dedupe]; ok {
+		// A retry or the HA peer's copy of an accepted alert is coalesced
+		// while the memory it touched still waits; once the cooldown and
+		// backoff are over, a repeat of the still-firing alert is decided
+		// anew (and still re-checked).
+		if r.waiting(prev, now) != "" {
+			return skip(reasonDuplicate)
+		}
+		r.forget(dedupe)
 	}
 	if r.closed {
 		return skip(reasonShutdown)
@@ -120,14 +138,8 @@ func (r *Receiver) decide(a *alert, now time.Time, snap *snapshot) (*Decision, *
 	if r.running || r.inflight.Load() > 0 {
 		return skip(reasonBusy)
 	}
-	key := r.cooldownKey(action, node)
-	if ks := r.keys[key]; ks != nil {
-		if now.Before(ks.cooldownUntil) {
-			return skip(reasonCooldown)
-		}
-		if now.Before(ks.backoffUntil) {
-			return skip(reasonBackoff)
-		}
+	if why := r.waiting(scope, now); why != "" {
+		return skip(why)
 	}
 	zones, err := r.snapshot(snap)
 	if err != nil {
@@ -136,9 +148,9 @@ func (r *Receiver) decide(a *alert, now time.Time, snap *snapshot) (*Decision, *
 	if !r.needsCure(zones, node, zone) {
 		return skip(reasonNotNeeded)
 	}
-	r.remember(dedupe)
+	r.remember(dedupe, scope)
 	d.Decision, d.Result, d.ScoreBefore, d.ScoreAfter = decisionAccepted, resultRunning, -1, -1
-	return d, &job{action: action, node: node, zone: zone, key: key, dedupe: dedupe, decision: d, start: now}
+	return d, &job{action: action, node: node, zone: zone, scope: scope, dedupe: dedupe, decision: d, start: now}
 }
 
 func (r *Receiver) snapshot(s *snapshot) ([]fragmentation.Zone, error) {
@@ -193,27 +205,72 @@ func validNodeID(s string) bool {
 	return err == nil && n < 1024
 }
 
-// cooldownKey names what a cooldown applies to: the action, and for
-// compaction of a NUMA node through its own compact file, the node
-// (compacting node 0 says nothing about node 1). A numa_node alert on a
-// kernel without that file compacts the whole machine, so it shares the
-// global compaction's key. drop_caches is global whatever the alert says.
-func (r *Receiver) cooldownKey(a Action, node string) string {
+// scopeAll is the scope of an action that touches every NUMA node's memory:
+// drop_caches, and compaction through /proc/sys/vm/compact_memory.
+const scopeAll = "all"
+
+// scopeOf names the memory an action touches: one NUMA node for compaction
+// through that node's own compact file, else all of it. drop_caches is
+// global whatever the alert says, and a numa_node alert on a kernel without
+// the per-node file compacts the whole machine.
+func (r *Receiver) scopeOf(a Action, node string) string {
 	if a == Compact && node != "" && r.compactTarget(node) != r.procFile("sys/vm/compact_memory") {
-		return string(a) + "@node" + node
+		return "node" + node
 	}
-	return string(a)
+	return scopeAll
 }
 
-// remember records an accepted alert for deduplication, evicting the oldest
-// beyond dedupeSize so that memory stays bounded.
-func (r *Receiver) remember(key [sha256.Size]byte) {
-	if len(r.seenFIFO) == dedupeSize {
+// waiting reports whether the memory of scope is still cooling down or
+// backing off at now: "" when an action on it may start, else the reason.
+// There is one wait per piece of memory, whichever action started it: a
+// node's wait is its own and the global one; the global wait is the longest
+// of all. It holds r.mu.
+func (r *Receiver) waiting(scope string, now time.Time) string {
+	var cool, back time.Time
+	for key, ks := range r.keys {
+		if scope != scopeAll && key != scopeAll && key != scope {
+			continue
+		}
+		if ks.cooldownUntil.After(cool) {
+			cool = ks.cooldownUntil
+		}
+		if ks.backoffUntil.After(back) {
+			back = ks.backoffUntil
+		}
+	}
+	switch {
+	case now.Before(cool):
+		return reasonCooldown
+	case now.Before(back):
+		return reasonBackoff
+	}
+	return ""
+}
+
+// remember records an accepted alert for deduplication with the memory its
+// action touches, evicting the oldest beyond dedupeSize so that memory stays
+// bounded. It holds r.mu.
+func (r *Receiver) remember(key [sha256.Size]byte, scope string) {
+	if _, ok := r.seen[key]; ok {
+		return
+	}
+	for len(r.seenFIFO) >= dedupeSize {
 		delete(r.seen, r.seenFIFO[0])
 		r.seenFIFO = r.seenFIFO[1:]
 	}
-	r.seen[key] = true
+	r.seen[key] = scope
 	r.seenFIFO = append(r.seenFIFO, key)
+}
+
+// forget drops an alert from the dedupe set once its wait is over.
+func (r *Receiver) forget(key [sha256.Size]byte) {
+	delete(r.seen, key)
+	for i, k := range r.seenFIFO {
+		if k == key {
+			r.seenFIFO = append(r.seenFIFO[:i:i], r.seenFIFO[i+1:]...)
+			break
+		}
+	}
 }
 
 // dedupeKey identifies an alert occurrence: its fingerprint (or, from a
@@ -227,23 +284,25 @@ func dedupeKey(a *alert) [sha256.Size]byte {
 	return sha256.Sum256([]byte(id + "@" + a.StartsAt.UTC().Format(time.RFC3339Nano)))
 }
 
-// begin marks a job running and starts its cooldown. It holds r.mu.
+// begin marks a job running and starts the cooldown of the memory it
+// touches. It holds r.mu.
 func (r *Receiver) begin(j *job) {
 	r.running = true
 	r.wg.Add(1)
 	r.metrics.inProgress.Set(1)
-	ks := r.keys[j.key]
+	ks := r.keys[j.scope]
 	if ks == nil {
 		ks = &keyState{}
-		r.keys[j.key] = ks
+		r.keys[j.scope] = ks
 	}
 	ks.cooldownUntil = j.start.Add(r.cfg.Cooldown)
 	ks.backoffUntil = j.start.Add(backoff(r.cfg.Cooldown, ks.misses))
 }
 
 // finish ends a job: an action that gained nothing or failed doubles the wait
-// before it may run again, up to 2^maxBackoffShift cooldowns; one that helped
-// resets it. A dry run says nothing about gain and leaves the backoff alone.
+// of the memory it touched before any action on it may run again, up to
+// 2^maxBackoffShift cooldowns; one that helped resets it. A dry run says
+// nothing about gain and leaves the backoff alone.
 func (r *Receiver) finish(j *job, result string, gain int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -251,7 +310,7 @@ func (r *Receiver) finish(j *job, result string, gain int64) {
 	if r.inflight.Load() == 0 {
 		r.metrics.inProgress.Set(0)
 	}
-	ks := r.keys[j.key]
+	ks := r.keys[j.scope]
 	switch {
 	case result == resultDryRun:
 	case result == resultSuccess && gain > 0:

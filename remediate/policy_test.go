@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,11 +77,10 @@ func TestIdentity(t *testing.T) {
 	id := &identity{nodeName: "k8s-node-7", names: map[string]bool{}}
 	id.addName("k8s-node-7")
 	id.addName("web1.dc1.example.com.")
-	id.interfaceAddrs = func() ([]net.Addr, error) {
-		return []net.Addr{
-			&net.IPNet{IP: net.ParseIP("10.1.2.3"), Mask: net.CIDRMask(24, 32)},
-			&net.IPNet{IP: net.ParseIP("2001:db8::7"), Mask: net.CIDRMask(64, 128)},
-			&net.IPNet{IP: net.ParseIP("127.0.0.1"), Mask: net.CIDRMask(8, 32)},
+	id.interfaces = func() ([]ifaceAddrs, error) {
+		return []ifaceAddrs{
+			{name: "eth0", flags: net.FlagUp, addrs: prefixes("10.1.2.3/24", "2001:db8::7/64")},
+			{name: "lo", flags: net.FlagUp | net.FlagLoopback, addrs: prefixes("127.0.0.1/8")},
 		}, nil
 	}
 	now := time.Now()
@@ -91,7 +91,11 @@ func TestIdentity(t *testing.T) {
 		{map[string]string{"node": "k8s-node-7"}, true, true},
 		{map[string]string{"node": "K8S-NODE-7"}, true, true},
 		{map[string]string{"node": "k8s-node-8"}, false, false},
-		{map[string]string{"node": "k8s-node-8", "instance": "10.1.2.3:19710"}, true, true},
+		// node alone decides: another node's name vetoes this host's address.
+		{map[string]string{"node": "k8s-node-8", "instance": "10.1.2.3:19710"}, false, false},
+		{map[string]string{"node": "k8s-node-8", "instance": "k8s-node-7:19710"}, false, false},
+		{map[string]string{"node": "k8s-node-7", "instance": "10.9.9.9:19710"}, true, true},
+		{map[string]string{"node": "", "instance": "10.1.2.3:19710"}, true, true},
 		{map[string]string{"instance": "10.1.2.3:19710"}, true, true},
 		{map[string]string{"instance": "10.1.2.4:19710"}, false, false},
 		{map[string]string{"instance": "[2001:db8::7]:19710"}, true, true},
@@ -166,16 +170,25 @@ func TestPolicy(t *testing.T) {
 		{"accepted", 0, alertFor("compact", "f1"), "accepted"},
 		{"retry is a duplicate", time.Minute, alertFor("compact", "f1"), "skipped:duplicate"},
 		{"new alert in cooldown", 0, alertFor("compact", "f2"), "skipped:cooldown"},
-		{"other action has its own cooldown", 0, alertFor("drop_caches_then_compact", "f3"), "accepted"},
-		{"per-node compaction has its own cooldown", 0, alertFor("compact", "f4", "numa_node", "1"), "accepted"},
-		{"same node again", 0, alertFor("compact", "f5", "numa_node", "1"), "skipped:cooldown"},
-		// The static fixture gains nothing: the next run waits two cooldowns.
+		// One cooldown per piece of memory: a global compaction touched all
+		// of it, whatever the next action is.
+		{"other action, same memory", 0, alertFor("drop_caches_then_compact", "f3"), "skipped:cooldown"},
+		{"one node of the same memory", 0, alertFor("compact", "f4", "numa_node", "1"), "skipped:cooldown"},
+		// The static fixture gains nothing: the next run waits two cooldowns;
+		// the repeat of the accepted alert is still coalesced meanwhile.
 		{"cooldown over, but backoff", 30 * time.Minute, alertFor("compact", "f6"), "skipped:backoff"},
-		{"backoff over", 30 * time.Minute, alertFor("compact", "f7"), "accepted"},
+		{"repeat during backoff", 0, alertFor("compact", "f1"), "skipped:duplicate"},
+		// Once the wait is over, a still-firing alert that Alertmanager
+		// repeats is decided anew (and re-checked).
+		{"repeat after the wait", 30 * time.Minute, alertFor("compact", "f1"), "accepted"},
 		{"backoff doubled", 61 * time.Minute, alertFor("compact", "f8"), "skipped:backoff"},
-		{"doubled backoff over", 60 * time.Minute, alertFor("compact", "f9"), "accepted"},
-		{"same fingerprint, new startsAt", 3 * time.Hour, alertFor("compact", "f9", "startsAt", "2026-03-01T18:00:00Z"), "skipped:backoff"},
-		{"resolved never acts", 8 * time.Hour, alertFor("compact", "f10", "status", "resolved"), "skipped:resolved"},
+		{"doubled backoff over", 60 * time.Minute, alertFor("compact", "f9", "numa_node", "1"), "accepted"},
+		// Node 1's compaction touched node 1 only: node 0 may still have
+		// its own, but a global action touches node 1 too.
+		{"node 0 is other memory", 0, alertFor("compact", "f10", "numa_node", "0"), "accepted"},
+		{"global waits for the nodes", 0, alertFor("drop_caches_then_compact", "f11"), "skipped:cooldown"},
+		{"same fingerprint, new startsAt", 31 * time.Minute, alertFor("compact", "f9", "numa_node", "1", "startsAt", "2026-03-01T18:00:00Z"), "skipped:backoff"},
+		{"resolved never acts", 8 * time.Hour, alertFor("compact", "f12", "status", "resolved"), "skipped:resolved"},
 	}
 	for _, s := range steps {
 		clock.Advance(s.advance)
@@ -287,12 +300,8 @@ func TestDedupeWithoutFingerprint(t *testing.T) {
 // naming one must not make every node that receives the alert act.
 func TestIdentityIgnoresLinkLocal(t *testing.T) {
 	id := &identity{nodeName: "k8s-node-7", names: map[string]bool{}}
-	id.interfaceAddrs = func() ([]net.Addr, error) {
-		return []net.Addr{
-			&net.IPNet{IP: net.ParseIP("10.1.2.3"), Mask: net.CIDRMask(24, 32)},
-			&net.IPNet{IP: net.ParseIP("169.254.20.10"), Mask: net.CIDRMask(32, 32)},
-			&net.IPNet{IP: net.ParseIP("fe80::1"), Mask: net.CIDRMask(64, 128)},
-		}, nil
+	id.interfaces = func() ([]ifaceAddrs, error) {
+		return []ifaceAddrs{{name: "eth0", flags: net.FlagUp, addrs: prefixes("10.1.2.3/24", "169.254.20.10/16", "fe80::1/64")}}, nil
 	}
 	now := time.Now()
 	for inst, want := range map[string]bool{
@@ -304,6 +313,55 @@ func TestIdentityIgnoresLinkLocal(t *testing.T) {
 	} {
 		if got, _ := id.matches(map[string]string{"instance": inst}, now); got != want {
 			t.Errorf("instance %q: match %v, want %v", inst, got, want)
+		}
+	}
+}
+
+func prefixes(list ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(list))
+	for i, s := range list {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
+// Addresses that sit on many hosts do not make an alert this host's:
+// docker0's 172.17.0.1, kube-ipvs0's Service ClusterIPs, a dummy device's
+// address, a floating /32 VIP next to the interface's subnet address, and
+// the addresses of an interface that is down. A cloud VM whose only address
+// is a /32 keeps it.
+func TestIdentityIgnoresSharedAddresses(t *testing.T) {
+	id := &identity{nodeName: "k8s-node-7", names: map[string]bool{}}
+	id.interfaces = func() ([]ifaceAddrs, error) {
+		return []ifaceAddrs{
+			{name: "eth0", flags: net.FlagUp, addrs: prefixes("10.1.2.3/24", "10.1.2.100/32", "2001:db8::7/64", "2001:db8::100/128")},
+			{name: "ens4", flags: net.FlagUp, addrs: prefixes("10.128.0.2/32")},
+			{name: "docker0", flags: net.FlagUp, addrs: prefixes("172.17.0.1/16")},
+			{name: "kube-ipvs0", flags: net.FlagUp, addrs: prefixes("10.96.0.1/32", "10.96.0.10/32")},
+			{name: "cni0", flags: net.FlagUp, addrs: prefixes("10.244.3.1/24")},
+			{name: "nodelocaldns", flags: net.FlagUp, addrs: prefixes("169.254.20.10/32", "10.96.0.11/32")},
+			{name: "eth1", flags: 0, addrs: prefixes("192.168.50.7/24")},
+		}, nil
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		inst string
+		want bool
+	}{
+		{"10.1.2.3:19710", true},
+		{"[2001:db8::7]:19710", true},
+		{"10.128.0.2:19710", true},
+		{"10.1.2.100:19710", false},
+		{"[2001:db8::100]:19710", false},
+		{"172.17.0.1:19710", false},
+		{"10.96.0.1:19710", false},
+		{"10.96.0.10:9153", false},
+		{"10.244.3.1:19710", false},
+		{"10.96.0.11:19710", false},
+		{"192.168.50.7:19710", false},
+	} {
+		if got, _ := id.matches(map[string]string{"instance": tc.inst}, now); got != tc.want {
+			t.Errorf("instance %q: match %v, want %v", tc.inst, got, tc.want)
 		}
 	}
 }
@@ -348,11 +406,11 @@ func TestDedupeSetIsBounded(t *testing.T) {
 	const n = 3*dedupeSize + 7
 	r.mu.Lock()
 	for i := range n {
-		r.remember(key(i))
+		r.remember(key(i), scopeAll)
 	}
 	seen, fifo := len(r.seen), len(r.seenFIFO)
-	oldest, newest, firstKept := r.seen[key(0)], r.seen[key(n-1)], r.seen[key(n-dedupeSize)]
-	lastForgotten := r.seen[key(n-dedupeSize-1)]
+	has := func(i int) bool { _, ok := r.seen[key(i)]; return ok }
+	oldest, newest, firstKept, lastForgotten := has(0), has(n-1), has(n-dedupeSize), has(n-dedupeSize-1)
 	r.mu.Unlock()
 	if seen != dedupeSize || fifo != dedupeSize {
 		t.Fatalf("after %d alerts the set holds %d (FIFO %d), want %d", n, seen, fifo, dedupeSize)

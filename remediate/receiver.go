@@ -76,11 +76,12 @@ type Receiver struct {
 	allowed        map[Action]bool
 	thresholdMilli int64
 	metrics        *metrics
+	refusals       *refusalLog
 
 	mu       sync.Mutex
-	check    *fragmentation.Source      // re-check source, used under mu only
-	keys     map[string]*keyState       // cooldown and backoff per action key
-	seen     map[[sha256.Size]byte]bool // accepted fingerprint+startsAt
+	check    *fragmentation.Source        // re-check source, used under mu only
+	keys     map[string]*keyState         // cooldown and backoff per scope of memory
+	seen     map[[sha256.Size]byte]string // accepted fingerprint+startsAt: its scope
 	seenFIFO [][sha256.Size]byte
 	running  bool
 	closed   bool
@@ -95,10 +96,13 @@ type Receiver struct {
 	hasFS   bool
 	syncFn  func()
 
+	saveMu sync.Mutex // serializes state file writes; taken before mu
+
 	// fleet is the fleet budget, nil when off; fleetCtx ends a wait for a
 	// slot at shutdown.
-	fleet    *fleet.Budget
-	fleetCtx context.Context
+	fleet     *fleet.Budget
+	fleetCtx  context.Context
+	fleetStop context.CancelFunc
 
 	inflight atomic.Int64 // kernel writes or syncs still in the kernel
 	wg       sync.WaitGroup
@@ -106,7 +110,8 @@ type Receiver struct {
 	watchWG  sync.WaitGroup
 }
 
-// keyState is the cooldown and backoff of one action key.
+// keyState is the cooldown and backoff of one piece of memory: a NUMA node
+// ("node<N>") or all of it (scopeAll).
 type keyState struct {
 	cooldownUntil time.Time // normal cooldown from the last start
 	backoffUntil  time.Time // later than cooldownUntil after runs that gained nothing
@@ -133,11 +138,12 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 		check:          fragmentation.NewSource(cfg.ProcPath),
 		act:            fragmentation.NewSource(cfg.ProcPath),
 		keys:           map[string]*keyState{},
-		seen:           map[[sha256.Size]byte]bool{},
+		seen:           map[[sha256.Size]byte]string{},
 		accepted:       ring{max: recentAccepted},
 		skipped:        ring{max: recentSkipped},
 		syncFn:         syscall.Sync,
 	}
+	r.refusals = &refusalLog{logger: logger, every: refusalLogEvery, lines: r.metrics.refusalLogged.Inc}
 	for _, a := range cfg.Actions {
 		r.allowed[a] = true
 	}
@@ -152,15 +158,21 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 			return nil, fmt.Errorf("remediation token: %w", err)
 		}
 		r.token = t
+		r.metrics.tokenOK.Set(1)
 	}
 	if r.fleet, err = newFleet(&r.cfg, logger); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.stop, r.fleetCtx = cancel, ctx
+	r.stop = cancel
+	r.fleetCtx, r.fleetStop = context.WithCancel(ctx)
 	if r.token != nil && cfg.TokenCheckInterval > 0 {
 		r.watchWG.Add(1)
 		go r.watchToken(ctx)
+	}
+	if cfg.StateFile != "" && r.loadState(r.now()) {
+		// Saving at once tells at start whether the file can be written.
+		r.saveState("start")
 	}
 	if _, err := r.check.Buddyinfo(); err != nil {
 		// Not fatal: the receiver fails closed per alert (recheck_failed),
@@ -172,21 +184,25 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 	}
 	level.Info(logger).Log("msg", "remediation enabled", "actions", fmt.Sprint(cfg.Actions), "node_name", cfg.NodeName,
 		"dry_run", cfg.DryRun, "cooldown", cfg.Cooldown, "order", cfg.Order, "unusable_threshold", cfg.UnusableThreshold,
-		"authenticated", r.token != nil, "trust_loopback", cfg.TrustLoopback)
+		"authenticated", r.token != nil, "trust_loopback", cfg.TrustLoopback, "state_file", cfg.StateFile)
 	return r, nil
 }
 
-// ReloadToken re-reads the token file (main calls it on SIGHUP). On error the
-// previous token stays in force.
+// ReloadToken re-reads the token file (main calls it on SIGHUP; the watcher
+// when the file changes). On error the previous token stays in force, the
+// error is logged and counted.
 func (r *Receiver) ReloadToken() error {
 	if r.token == nil {
 		return nil
 	}
 	changed, err := r.token.load()
 	if err != nil {
-		level.Error(r.logger).Log("msg", "cannot reload remediation token; keeping the previous one", "err", err)
+		r.metrics.tokenErrors.Inc()
+		r.metrics.tokenOK.Set(0)
+		level.Error(r.logger).Log("msg", "cannot reload remediation token; keeping the previous one (deleting or emptying the file does not revoke it: replace its content)", "err", err)
 		return err
 	}
+	r.metrics.tokenOK.Set(1)
 	level.Info(r.logger).Log("msg", "remediation token reloaded", "changed", changed)
 	return nil
 }
@@ -207,6 +223,17 @@ func (r *Receiver) watchToken(ctx context.Context) {
 	}
 }
 
+// StopAccepting makes every later alert skip as shutting_down. Main calls it
+// the moment SIGTERM arrives, before the HTTP server drains: a webhook whose
+// body completes during the drain must not start an action that could
+// outlive the pod's grace period.
+func (r *Receiver) StopAccepting() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.fleetStop() // an alert waiting for a fleet slot gives up now
+}
+
 // Shutdown stops new actions and waits until the running one ends or times
 // out (its own --remediate.timeout), or ctx ends. Main calls it after the
 // HTTP server stopped.
@@ -217,6 +244,7 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 	r.mu.Unlock()
 	r.stop()
 	r.watchWG.Wait()
+	r.refusals.stop()
 	if running {
 		level.Info(r.logger).Log("msg", "waiting for the running remediation action to finish or time out", "timeout", r.cfg.Timeout)
 	}
@@ -303,12 +331,13 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) int {
 		w.Header().Set("Allow", http.MethodPost)
 		return replyError(w, http.StatusMethodNotAllowed, "use POST")
 	}
-	// Authenticate before reading the body: strangers get nothing parsed.
+	// Authenticate before reading the body: strangers get nothing parsed,
+	// and their answer does not wait for their body.
 	if r.token != nil {
 		if err := r.token.check(req.Header.Get("Authorization")); err != nil {
-			level.Warn(r.logger).Log("msg", "remediation webhook refused", "remote", req.RemoteAddr, "err", err)
+			r.refusals.note(req.RemoteAddr, err)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="memfrag_exporter remediation"`)
-			return replyError(w, http.StatusUnauthorized, err.Error())
+			return refuse(w, http.StatusUnauthorized, err.Error())
 		}
 	}
 	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -351,6 +380,21 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) int {
 func (r *Receiver) reject(w http.ResponseWriter, req *http.Request, code int, msg string) int {
 	level.Warn(r.logger).Log("msg", "remediation webhook payload rejected", "code", code, "remote", req.RemoteAddr, "err", msg)
 	return replyError(w, code, msg)
+}
+
+// refuse answers a request that is not let in and closes its connection
+// without reading the body: net/http would otherwise read up to 256 KiB of
+// what is left of it before the reply goes out (Connection: close skips
+// that), and after the reply while the connection stays open (the past read
+// deadline ends that at once). Either way a client trickling its body would
+// hold the connection and delay its answer.
+func refuse(w http.ResponseWriter, code int, msg string) int {
+	w.Header().Set("Connection", "close")
+	replyError(w, code, msg)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush() // ErrNotSupported outside a real server is fine to ignore
+	_ = rc.SetReadDeadline(time.Now())
+	return code
 }
 
 func replyError(w http.ResponseWriter, code int, msg string) int {

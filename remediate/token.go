@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -28,10 +29,12 @@ type tokenStore struct {
 }
 
 // fileStamp tells whether a file changed without reading it. Kubernetes
-// rotates mounted secrets by swapping a symlink, which changes the inode.
+// rotates mounted secrets by swapping a symlink, which changes the inode. A
+// missing file has a stamp of its own, so that its deletion is a change too.
 type fileStamp struct {
 	ino, size uint64
 	mtime     time.Time
+	missing   bool
 }
 
 func stampOf(fi os.FileInfo) fileStamp {
@@ -40,6 +43,14 @@ func stampOf(fi os.FileInfo) fileStamp {
 		s.ino = st.Ino
 	}
 	return s
+}
+
+func statStamp(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{missing: true}
+	}
+	return stampOf(fi)
 }
 
 func newTokenStore(path string) (*tokenStore, error) {
@@ -52,11 +63,14 @@ func newTokenStore(path string) (*tokenStore, error) {
 
 // load reads the token file. On error the previous token stays in force: a
 // half-written or briefly missing file during rotation must not lock
-// Alertmanager out (it does not retry a 401), and an attacker who can delete
-// the file could not log in with the old token anyway.
+// Alertmanager out (it does not retry a 401). Deleting or emptying the file
+// therefore does not revoke the token; replacing its content does. The
+// stamp of the file as tried is kept either way, so that a file that stays
+// broken is reported once, not on every check.
 func (t *tokenStore) load() (changed bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.stamp = statStamp(t.path)
 	f, err := os.Open(t.path)
 	if err != nil {
 		return false, fmt.Errorf("reading token file: %w", err)
@@ -66,12 +80,13 @@ func (t *tokenStore) load() (changed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("reading token file: %w", err)
 	}
+	t.stamp = stampOf(fi)
 	if fi.Size() > maxTokenBytes {
 		return false, fmt.Errorf("token file %s is larger than %d bytes", t.path, maxTokenBytes)
 	}
 	buf := make([]byte, maxTokenBytes+1)
 	n, err := f.Read(buf)
-	if err != nil && n == 0 {
+	if err != nil && n == 0 && !errors.Is(err, io.EOF) {
 		return false, fmt.Errorf("reading token file %s: %w", t.path, err)
 	}
 	tok := bytes.TrimSpace(buf[:n])
@@ -81,19 +96,16 @@ func (t *tokenStore) load() (changed bool, err error) {
 	sum := sha256.Sum256(tok)
 	old := t.sum.Load()
 	t.sum.Store(&sum)
-	t.stamp = stampOf(fi)
 	return old == nil || *old != sum, nil
 }
 
-// changed reports whether the file looks different from the last load.
+// changed reports whether the file looks different from the last load
+// attempt, appearing and disappearing included.
 func (t *tokenStore) changed() bool {
-	fi, err := os.Stat(t.path)
-	if err != nil {
-		return false
-	}
+	now := statStamp(t.path)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return stampOf(fi) != t.stamp
+	return now != t.stamp
 }
 
 var errNoBearer = errors.New("no bearer token")

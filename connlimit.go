@@ -1,0 +1,163 @@
+package main
+
+import (
+	"container/list"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// connLimiter bounds the open connections of the HTTP server so that a
+// stranger cannot hold its memory with thousands of slow or idle
+// connections. At the bound a new connection is not refused: the oldest
+// connection that is not in a request (still sending its headers, or idle
+// between requests) is closed to make room, so a legitimate client that
+// sends its request at once (Alertmanager, Prometheus, a probe) gets
+// through however many slow connections are open. Only when every
+// connection is inside a handler, which the server's timeouts bound, is
+// the new one closed.
+type connLimiter struct {
+	max int
+
+	mu    sync.Mutex
+	open  int
+	quiet *list.List // *limitedConn not in a request, oldest first
+
+	openGauge prometheus.Gauge
+	shed      *prometheus.CounterVec
+}
+
+func newConnLimiter(max int) *connLimiter {
+	l := &connLimiter{
+		max:   max,
+		quiet: list.New(),
+		openGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "memfrag_http_open_connections",
+			Help: "Connections the HTTP server holds open.",
+		}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "memfrag_http_connections_shed_total",
+			Help: "Connections closed by the server's connection bound: evicted (the oldest one that was sending its headers or idle, to make room for a new one) or refused (every open one was in a request).",
+		}, []string{"reason"}),
+	}
+	l.shed.WithLabelValues("evicted")
+	l.shed.WithLabelValues("refused")
+	return l
+}
+
+func (l *connLimiter) collectors() []prometheus.Collector {
+	return []prometheus.Collector{l.openGauge, l.shed}
+}
+
+// listener wraps inner so that its connections count against the bound.
+func (l *connLimiter) listener(inner net.Listener) net.Listener {
+	return &limitedListener{Listener: inner, lim: l}
+}
+
+type limitedListener struct {
+	net.Listener
+	lim *connLimiter
+}
+
+func (ll *limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := ll.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if lc := ll.lim.admit(c); lc != nil {
+			return lc, nil
+		}
+	}
+}
+
+// limitedConn is a connection counted by the limiter.
+type limitedConn struct {
+	net.Conn
+	lim    *connLimiter
+	elem   *list.Element // in lim.quiet while not in a request; under lim.mu
+	closed bool          // under lim.mu
+}
+
+// admit counts a new connection, making room if needed; nil means it was
+// closed.
+func (l *connLimiter) admit(c net.Conn) *limitedConn {
+	l.mu.Lock()
+	var victim *limitedConn
+	if l.open >= l.max {
+		if e := l.quiet.Front(); e != nil {
+			victim = e.Value.(*limitedConn)
+			l.dropLocked(victim)
+		} else {
+			l.mu.Unlock()
+			l.shed.WithLabelValues("refused").Inc()
+			c.Close()
+			return nil
+		}
+	}
+	lc := &limitedConn{Conn: c, lim: l}
+	l.open++
+	lc.elem = l.quiet.PushBack(lc)
+	l.openGauge.Set(float64(l.open))
+	l.mu.Unlock()
+	if victim != nil {
+		l.shed.WithLabelValues("evicted").Inc()
+		victim.Conn.Close()
+	}
+	return lc
+}
+
+// dropLocked stops counting c. It holds l.mu.
+func (l *connLimiter) dropLocked(c *limitedConn) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if c.elem != nil {
+		l.quiet.Remove(c.elem)
+		c.elem = nil
+	}
+	l.open--
+	l.openGauge.Set(float64(l.open))
+}
+
+func (c *limitedConn) Close() error {
+	c.lim.mu.Lock()
+	c.lim.dropLocked(c)
+	c.lim.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// connState is the http.Server's ConnState hook: a connection in a request
+// cannot be evicted; a new or idle one can, the longest quiet first.
+func (l *connLimiter) connState(c net.Conn, state http.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, ok := c.(*limitedConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.closed {
+		return
+	}
+	switch state {
+	case http.StateActive:
+		if lc.elem != nil {
+			l.quiet.Remove(lc.elem)
+			lc.elem = nil
+		}
+	case http.StateNew, http.StateIdle:
+		if lc.elem != nil {
+			l.quiet.Remove(lc.elem)
+		}
+		lc.elem = l.quiet.PushBack(lc)
+	case http.StateHijacked, http.StateClosed:
+		l.dropLocked(lc)
+	}
+}
