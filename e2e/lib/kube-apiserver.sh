@@ -114,6 +114,7 @@ kube_apiserver_restart_api() {
 		--cert-dir "$KUBE_DIR/certs" \
 		--enable-priority-and-fairness=false \
 		--endpoint-reconciler-type none \
+		--allow-privileged=true \
 		>>"$KUBE_DIR/kube-apiserver.log" 2>&1 &
 	KUBE_API_PID=$!
 	local deadline=$((SECONDS + 120))
