@@ -22,7 +22,9 @@
 #   3. with the API server stopped, no node acts (fleet_unavailable).
 # Before that, the Go tests of remediate/fleet run against the same server.
 #
-# Ports 29861-29863 (apiserver, etcd) and 29871-29875 on 127.0.0.1.
+# A fifth exporter runs the same action without the budget, and the script
+# prints both resident set sizes: the Lease client's memory cost.
+# Ports 29861-29863 (apiserver, etcd) and 29871-29876 on 127.0.0.1.
 # MEMFRAG_EXPORTER=path runs a prebuilt exporter instead of `make build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ source e2e/lib/kube-apiserver.sh
 
 AM_VERSION=v0.31.1 # as in e2e/40-alerts.sh and e2e/50-fullstack.sh
 N=2 NODES=4 LEASE=6 HOLD=3
-PORT_API=29861 PORT_AM=29875
+PORT_API=29861 PORT_AM=29876
 port_of() { echo $((29870 + $1)); }
 BUDGET=240 # seconds for the run, start-up included, builds excluded
 
@@ -201,6 +203,17 @@ for i in $(seq 1 $NODES); do
 	echo "$HOLD" >"$work/hold-$i"
 	start_node "$i"
 done
+# fleet-5: the same exporter and action without the fleet budget, for the
+# resident-memory comparison; its drop_caches is a plain file.
+make_tree "$work/n5"
+rm "$work/n5/proc/sys/vm/drop_caches"
+: >"$work/n5/proc/sys/vm/drop_caches"
+"$exporter_bin" --web.listen-address="127.0.0.1:$(port_of 5)" \
+	--path.procfs="$work/n5/proc" --path.sysfs="$work/n5/sys" \
+	--remediate.enable --remediate.token-file="$work/webhook-token" \
+	--remediate.node-name=fleet-5 --no-remediate.sync --remediate.cooldown=1s >"$work/node-5.log" 2>&1 &
+pid_of[5]=$!
+pids+=($!)
 node_ready() {
 	kill -0 "${pid_of[$1]}" 2>/dev/null || fail "fleet-$1 exited: $(tail -n 3 "$work/node-$1.log")"
 	curl -sf "http://127.0.0.1:$(port_of "$1")/-/ready"
@@ -210,6 +223,7 @@ for i in $(seq 1 $NODES); do
 	drain "$i" &
 	pids+=($!)
 done
+wait_for "node fleet-5 (no fleet budget) ready" node_ready 5
 
 # ---- Alertmanager with the shipped config ---------------------------------------
 human_sink="http://127.0.0.1:$(port_of $NODES)/-/healthy" # never killed
@@ -263,11 +277,17 @@ lease() {
 # ---- 1. the budget holds and every node gets its turn ----------------------------
 log "phase 1: $NODES nodes, budget $N, each action held ${HOLD}s in the kernel"
 p1=$(date +%s.%N)
-fire 1 $(seq 1 $NODES)
+fire 1 $(seq 1 $NODES) 5
 for i in $(seq 1 $NODES); do
 	wait_for "fleet-$i acted (runs_total success 1)" runs_are "$i" 1
 done
+wait_for "fleet-5 (no budget) acted" runs_are 5 1
 peak1=$(peak)
+rss() { awk '/^VmRSS:/ { print $2 }' /proc/"${pid_of[$1]}"/status; }
+for i in $(seq 1 5); do curl -sf "http://127.0.0.1:$(port_of "$i")/metrics" >/dev/null; done
+rss_fleet=$(for i in $(seq 1 $NODES); do rss "$i"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+rss_plain=$(rss 5)
+log "figures: VmRSS after one action and a scrape: with the fleet budget (median of $NODES) ${rss_fleet} KiB, without ${rss_plain} KiB, difference $((rss_fleet - rss_plain)) KiB"
 first=$(awk '$2 == "start" { print $3; exit }' "$work/events")
 log "figures: peak concurrent actions $peak1 (budget $N); action starts after the first, by node:"
 awk -v f="$first" '$2 == "start" { printf "  fleet-%s +%.1fs\n", $1, $3 - f }' "$work/events"
