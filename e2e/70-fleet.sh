@@ -20,7 +20,8 @@
 #   2. a holder killed with SIGKILL mid-action keeps its slot until the Lease
 #      expires (renewTime + 6s), and a waiting node takes it then;
 #   3. with the API server stopped, no node acts (fleet_unavailable).
-# Before that, the Go tests of remediate/fleet run against the same server.
+# Before that, the Go tests of remediate/fleet and the receiver's fleet tests
+# (remediate/fleetslot_test.go) run against the same server.
 #
 # A fifth exporter runs the same action without the budget, and the script
 # prints both resident set sizes: the Lease client's memory cost.
@@ -105,11 +106,11 @@ kube_apiserver_start "$work/kube" "$PORT_API" || fail "kube-apiserver did not be
 start_api=$((SECONDS - s0))
 log "ok: kube-apiserver ready in ${start_api}s (build step ${build_api}s)"
 
-log "Go tests of remediate/fleet against it"
+log "Go tests of remediate/fleet and of the receiver's fleet budget against it"
 MEMFRAG_REQUIRE_KUBE=1 MEMFRAG_KUBE_URL=$KUBE_URL MEMFRAG_KUBE_CA=$KUBE_CA MEMFRAG_KUBE_ADMIN_TOKEN=$KUBE_ADMIN_TOKEN \
-	nice -n 10 go test -count=1 -v ./remediate/fleet/ 2>&1 | tee "$work/gotest.log" | grep -E '^(--- |ok|FAIL)|kube_test.go' ||
-	true
-grep -q '^ok' "$work/gotest.log" || fail "go test ./remediate/fleet/ against the apiserver failed (above)"
+	nice -n 10 go test -count=1 -v -run '^(TestBudget|TestClient|TestStatus|TestFleet)' ./remediate/fleet/ ./remediate/ 2>&1 |
+	tee "$work/gotest.log" | grep -E '^(--- |ok|FAIL)|_test.go:' || true
+[ "$(grep -c '^ok' "$work/gotest.log")" = 2 ] || fail "the Go tests against the apiserver failed (above)"
 
 # apply OBJECT-JSON: server-side apply as the admin.
 apply() {
