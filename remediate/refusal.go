@@ -51,9 +51,17 @@ func (l *refusalLog) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.timer = nil
-	if l.suppressed > 0 {
-		l.writeLocked(time.Now(), "remediation webhook refused (summary)", l.lastRemote, l.lastErr)
+	if l.suppressed == 0 || l.stopped {
+		return
 	}
+	// A refusal may have been logged since the timer was set (it fired
+	// late): the summary waits for the end of that line's interval.
+	now := time.Now()
+	if wait := l.every - now.Sub(l.last); wait > 0 {
+		l.timer = time.AfterFunc(wait, l.flush)
+		return
+	}
+	l.writeLocked(now, "remediation webhook refused (summary)", l.lastRemote, l.lastErr)
 }
 
 func (l *refusalLog) writeLocked(now time.Time, msg, remote, err string) {
@@ -67,11 +75,12 @@ func (l *refusalLog) writeLocked(now time.Time, msg, remote, err string) {
 func (l *refusalLog) stop() {
 	l.mu.Lock()
 	l.stopped = true
-	if l.timer != nil && l.timer.Stop() {
+	if l.timer != nil {
+		l.timer.Stop()
 		l.timer = nil
-		if l.suppressed > 0 {
-			l.writeLocked(time.Now(), "remediation webhook refused (summary)", l.lastRemote, l.lastErr)
-		}
+	}
+	if l.suppressed > 0 {
+		l.writeLocked(time.Now(), "remediation webhook refused (summary)", l.lastRemote, l.lastErr)
 	}
 	l.mu.Unlock()
 }

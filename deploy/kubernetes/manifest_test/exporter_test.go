@@ -120,6 +120,9 @@ func mountMap(t *testing.T, r *rendered, token string) map[string]string {
 	for _, vm := range r.ctr.VolumeMounts {
 		v := r.volume(vm.Name)
 		switch {
+		case v.HostPath != nil && v.HostPath.Type != nil && *v.HostPath.Type == corev1.HostPathDirectoryOrCreate:
+			// The state directory: this machine's own is not the test's.
+			m[vm.MountPath] = t.TempDir()
 		case v.HostPath != nil:
 			m[vm.MountPath] = v.HostPath.Path
 		case v.Secret != nil:

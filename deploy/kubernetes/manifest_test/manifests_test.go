@@ -404,6 +404,12 @@ func checkMounts(t *testing.T, r *rendered, remediation bool) {
 			t.Errorf("mount %s of the host's %s is writable", mp, host)
 		}
 	}
+	// The remediation state file's directory is the node's own, at the same
+	// path: a restarted pod finds the cooldowns where the last one left them.
+	stateDir := ""
+	if sf := r.flag(t, "remediate.state-file", ""); sf != "" {
+		stateDir = filepath.Dir(sf)
+	}
 	var writable []string
 	for _, m := range r.ctr.VolumeMounts {
 		v := r.volume(m.Name)
@@ -420,6 +426,12 @@ func checkMounts(t *testing.T, r *rendered, remediation bool) {
 		if v.HostPath == nil {
 			continue
 		}
+		if stateDir != "" && m.MountPath == stateDir {
+			if v.HostPath.Path != stateDir {
+				t.Errorf("state directory %s is the host's %s, want the same path", m.MountPath, v.HostPath.Path)
+			}
+			continue
+		}
 		ok := false
 		for root, host := range roots {
 			if rel, err := filepath.Rel(root, m.MountPath); err == nil && !strings.HasPrefix(rel, "..") {
@@ -433,7 +445,7 @@ func checkMounts(t *testing.T, r *rendered, remediation bool) {
 	slices.Sort(writable)
 	var want []string
 	if remediation {
-		want = []string{"/host/proc/sys/vm", "/host/sys/devices/system/node"}
+		want = []string{"/host/proc/sys/vm", "/host/sys/devices/system/node", "/var/lib/memfrag-exporter"}
 	}
 	if !slices.Equal(writable, want) {
 		t.Errorf("writable mounts %v, want exactly %v", writable, want)

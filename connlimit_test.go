@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// The bound in isolation, with a real http.Server on loopback: quiet
+// connections (headers unfinished, or idle after a request) are evicted
+// oldest first to let a new one in; connections inside a handler are not,
+// and when all are, the new one is refused.
+func TestConnLimiter(t *testing.T) {
+	lim := newConnLimiter(3)
+	release := make(chan struct{})
+	inHandler := make(chan struct{}, 10)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/block", func(w http.ResponseWriter, _ *http.Request) {
+		inHandler <- struct{}{}
+		<-release
+	})
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+	srv := &http.Server{Handler: mux, ConnState: lim.connState, ReadHeaderTimeout: 10 * time.Second}
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lim.listener(raw))
+	defer srv.Close()
+	addr := raw.Addr().String()
+
+	dial := func(req string) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, req)
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout()) // EOF or reset
+
+	}
+	waitOpen := func(n int) {
+		t.Helper()
+		for i := 0; testutil.ToFloat64(lim.openGauge) != float64(n); i++ {
+			if i > 200 {
+				t.Fatalf("open connections %v, want %d", testutil.ToFloat64(lim.openGauge), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	slow := "GET /ok HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+	a := dial(slow)
+	waitOpen(1)
+	b := dial(slow)
+	waitOpen(2)
+	c := dial(slow)
+	waitOpen(3)
+	// A fourth evicts the oldest quiet one (a) and is served.
+	d := dial("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(d), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("new connection at the bound: %v", err)
+	}
+	resp.Body.Close()
+	if !closedByServer(a) {
+		t.Error("the oldest slow connection was not evicted")
+	}
+	if got := testutil.ToFloat64(lim.shed.WithLabelValues("evicted")); got != 1 {
+		t.Errorf("evicted %v, want 1", got)
+	}
+	for _, x := range []net.Conn{a, b, c, d} {
+		x.Close()
+	}
+	waitOpen(0)
+
+	// Three connections inside a handler cannot be evicted: a fourth is refused.
+	var busy []net.Conn
+	for range 3 {
+		busy = append(busy, dial("GET /block HTTP/1.1\r\nHost: x\r\n\r\n"))
+		<-inHandler
+	}
+	e := dial("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !closedByServer(e) {
+		t.Error("a connection beyond the bound was served while every open one was in a handler")
+	}
+	if got := testutil.ToFloat64(lim.shed.WithLabelValues("refused")); got != 1 {
+		t.Errorf("refused %v, want 1", got)
+	}
+	close(release)
+	for _, x := range busy {
+		resp, err := http.ReadResponse(bufio.NewReader(x), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("request in a handler at the bound: %v", err)
+		}
+		x.Close()
+	}
+	e.Close()
+}
+
+// --web.systemd-socket still works with the listeners opened by the
+// exporter: it serves on the socket it is handed (fd 3, LISTEN_FDS=1).
+func TestSystemdSocketActivation(t *testing.T) {
+	bin := buildBinary(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	// LISTEN_PID must be the exporter's pid: the shell's, which exec keeps.
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --web.systemd-socket --path.procfs=collector/testdata/seed-before/proc`, bin)
+	cmd.ExtraFiles = []*os.File{f}
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(b), "memfrag_http_open_connections") {
+				t.Fatalf("/metrics over the activated socket: %d", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer on the activated socket: %v\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "systemd activated") {
+		t.Errorf("log does not say it uses the activated socket:\n%s", logs.String())
+	}
+}
