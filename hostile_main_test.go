@@ -404,8 +404,12 @@ func TestHostileAuthFlood(t *testing.T) {
 		if tc.args != nil {
 			bin := buildBinary(t)
 			dir := t.TempDir()
-			cmd, addr = startWithAuth(t, bin, append([]string{"--path.procfs=collector/testdata/seed-before/proc", "--path.sysfs=" + dir,
+			var logs *bytes.Buffer
+			cmd, addr, logs = startWithAuth(t, bin, append([]string{"--path.procfs=collector/testdata/seed-before/proc", "--path.sysfs=" + dir,
 				"--remediate.enable", "--remediate.dry-run", "--remediate.node-name=node-a"}, tc.args...)...)
+			if !strings.Contains(logs.String(), "basic_auth_users in --web.config.file also guard /remediate") {
+				t.Errorf("no warning about basic auth in front of /remediate:\n%s", logs)
+			}
 		} else {
 			cmd, addr, _ = startRemediating(t)
 		}
@@ -479,12 +483,12 @@ func randomHex() string {
 
 // startWithAuth runs the binary whose every path needs basic auth: the
 // readiness check is any HTTP answer.
-func startWithAuth(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+func startWithAuth(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	logs := &bytes.Buffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +498,7 @@ func startWithAuth(t *testing.T, bin string, args ...string) (*exec.Cmd, string)
 		resp, err := http.Get("http://" + addr + "/-/healthy")
 		if err == nil {
 			resp.Body.Close()
-			return cmd, addr
+			return cmd, addr, logs
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("exporter did not answer: %v", err)

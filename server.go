@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/memfrag/memfrag_exporter/collector"
 	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
@@ -112,6 +113,7 @@ func (s *server) setUpRemediation(registry *prometheus.Registry, mux *http.Serve
 	s.remediation = rec
 	registry.MustRegister(rec)
 	mux.Handle("/remediate", rec)
+	s.warnBasicAuth()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	s.closers = append(s.closers, func() { signal.Stop(hup); close(hup) })
@@ -121,6 +123,30 @@ func (s *server) setUpRemediation(registry *prometheus.Registry, mux *http.Serve
 		}
 	}()
 	return nil
+}
+
+// warnBasicAuth says at start when the web config puts basic auth in front
+// of /remediate: exporter-toolkit checks every unknown password with bcrypt
+// under one lock, so a flood of random passwords delays the real webhook
+// past Alertmanager's timeout (README, "What the receiver withstands").
+func (s *server) warnBasicAuth() {
+	path := ""
+	if s.opts.web.WebConfigFile != nil {
+		path = *s.opts.web.WebConfigFile
+	}
+	if path == "" {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return // exporter-toolkit reports it when it starts serving
+	}
+	var c struct {
+		Users map[string]string `yaml:"basic_auth_users"`
+	}
+	if yaml.Unmarshal(data, &c) == nil && len(c.Users) > 0 {
+		level.Warn(s.logger).Log("msg", "basic_auth_users in --web.config.file also guard /remediate: every unknown password costs a bcrypt check under one lock, and a flood of them delays Alertmanager's webhook past its timeout; prefer the bearer token (--remediate.token-file) with TLS client certificates", "web_config", path)
+	}
 }
 
 // landingPage reads the kernel on every request (its own Reader, so it never
