@@ -184,7 +184,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Timeout = DefaultRequestTimeout
 	}
 	tr := &http.Transport{
-		Proxy:                 nil, // the API server is reached directly, as client-go does in-cluster
+		Proxy:                 http.ProxyFromEnvironment, // HTTPS_PROXY/NO_PROXY, as client-go honours them
 		DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   cfg.Timeout,
 		ResponseHeaderTimeout: cfg.Timeout,
