@@ -14,6 +14,7 @@ import (
 
 	"github.com/memfrag/memfrag_exporter/collector"
 	"github.com/memfrag/memfrag_exporter/remediate"
+	"github.com/memfrag/memfrag_exporter/remediate/fleet"
 	"github.com/memfrag/memfrag_exporter/report"
 )
 
@@ -95,6 +96,17 @@ func parseArgs(args []string) (*options, error) {
 	app.Flag("remediate.order", "Allocation order of the re-check before acting and of the gain measured after (keep equal to the alert rules'); also the order the landing page judges by default.").Default(strconv.Itoa(remediate.DefaultOrder)).IntVar(&o.remediateOrder)
 	app.Flag("remediate.unusable-threshold", "Act only while some zone (other than DMA, or the zone the alert names) has an unusable free index at --remediate.order of at least this (keep equal to the alert rules'). Also the at-risk line of the landing page and inspect.").Default(strconv.FormatFloat(remediate.DefaultUnusableThreshold, 'g', -1, 64)).Float64Var(&o.remediateThresh)
 	app.Flag("remediate.escalate.reboot-sentinel", "Create this file (for kured: its --reboot-sentinel, default /var/run/reboot-required) when the cure keeps failing: the backoff was at its maximum, and after the action the re-check still fails at --remediate.order with no gain. Never in dry run. Empty: never.").StringVar(&r.RebootSentinel)
+	// The fleet budget: Leases on the Kubernetes API server bound how many
+	// nodes act at once.
+	fl := &r.Fleet
+	app.Flag("remediate.fleet.max-concurrent", "At most this many nodes of the fleet run a remediation action at the same time, coordinated through Leases <lease-prefix>-0 … -(N-1) on the Kubernetes API server. 0 (the default) turns the fleet budget off: each node decides alone.").Default("0").IntVar(&fl.MaxConcurrent)
+	app.Flag("remediate.fleet.namespace", "Namespace of the slot Leases; empty means the pod's own (from the service account mount).").StringVar(&fl.Client.Namespace)
+	app.Flag("remediate.fleet.lease-prefix", "Slots are the Leases <prefix>-0 … <prefix>-(N-1).").Default(fleet.DefaultLeasePrefix).StringVar(&fl.LeasePrefix)
+	app.Flag("remediate.fleet.lease-duration", "A slot whose holder stops renewing (a dead node) is free after this; the holder renews every third of it while acting. Whole seconds.").Default(fleet.DefaultLeaseDuration.String()).DurationVar(&fl.LeaseDuration)
+	app.Flag("remediate.fleet.wait", "How long an accepted alert waits for a free slot (in the background, the host counting as busy) before it is skipped with reason fleet_busy.").Default(fleet.DefaultWait.String()).DurationVar(&fl.Wait)
+	app.Flag("remediate.fleet.api-server", "URL of the Kubernetes API server; empty means in-cluster (https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).").StringVar(&fl.Client.APIServer)
+	app.Flag("remediate.fleet.token-file", "Bearer token for the API server, re-read on every request (projected tokens rotate); empty means the service account's.").StringVar(&fl.Client.TokenFile)
+	app.Flag("remediate.fleet.ca-file", "CA bundle of the API server's certificate; empty means the service account's ca.crt.").StringVar(&fl.Client.CAFile)
 	app.Flag("remediate.max-body-bytes", "Largest webhook body accepted; larger ones are answered 413.").Default(strconv.Itoa(remediate.DefaultMaxBodyBytes)).Int64Var(&r.MaxBodyBytes)
 
 	serveCmd := app.Command("serve", "Serve metrics (the default).").Default()

@@ -171,6 +171,7 @@ func (s *server) landingPage() (http.Handler, error) {
 		Order:  s.opts.remediateOrder,
 		Recent: pageRemediations(s.remediation),
 		DryRun: s.remediation != nil && s.opts.remediate.DryRun,
+		Fleet:  pageFleet(s.remediation),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build landing page: %w", err)
@@ -355,5 +356,21 @@ func pageRemediations(rec *remediate.Receiver) func() []report.Remediation {
 			}
 		}
 		return out
+	}
+}
+
+// pageFleet adapts the fleet budget's slots to the landing page; nil hides
+// the section when remediation or the budget is off.
+func pageFleet(rec *remediate.Receiver) func() *report.FleetBudget {
+	if rec == nil || !rec.FleetOn() {
+		return nil
+	}
+	return func() *report.FleetBudget {
+		n, ns, slots, _ := rec.FleetStatus()
+		f := &report.FleetBudget{MaxConcurrent: n, Namespace: ns, Slots: make([]report.FleetSlot, len(slots))}
+		for i, s := range slots {
+			f.Slots[i] = report.FleetSlot{Name: s.Name, Holder: s.Holder, RenewTime: s.RenewTime, Expired: s.Expired, Err: s.Err}
+		}
+		return f
 	}
 }

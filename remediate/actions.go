@@ -39,6 +39,14 @@ type outcome struct {
 // records the outcome in the decision, the metrics and the log.
 func (r *Receiver) run(j *job) {
 	defer r.wg.Done()
+	// The fleet's slot comes last, after every local check, and the
+	// action's timeout starts once it is held.
+	if slot, reason := r.takeSlot(j); reason != "" {
+		r.giveUp(j, reason)
+		return
+	} else if slot != nil {
+		defer slot.Release()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
 	defer cancel()
 	began := time.Now()

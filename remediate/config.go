@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/remediate/fleet"
 )
 
 // Action is a cure the receiver can run, named by the alert's remediate label.
@@ -116,6 +117,10 @@ type Config struct {
 
 	// TokenCheckInterval is how often the token file is checked for changes.
 	TokenCheckInterval time.Duration
+
+	// Fleet bounds how many nodes act at once (Leases on the API server);
+	// MaxConcurrent 0 leaves it off. Its Identity is NodeName.
+	Fleet fleet.Config
 
 	// Clock returns the current time; nil means time.Now. Tests inject one.
 	Clock func() time.Time

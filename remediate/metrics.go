@@ -29,10 +29,13 @@ const (
 	reasonBackoff      = "backoff"        // the last runs gained nothing: a longer wait
 	reasonRecheckError = "recheck_failed" // buddyinfo unreadable: fail closed
 	reasonNotNeeded    = "not_needed"     // the re-check finds no zone that needs the cure
+	// After these, reasonFleetBusy and reasonFleetUnavailable (fleetslot.go)
+	// for an accepted alert that got no fleet slot.
 )
 
 var skipReasons = []string{reasonResolved, reasonInvalid, reasonOtherHost, reasonNotAllowed,
-	reasonDuplicate, reasonShutdown, reasonBusy, reasonCooldown, reasonBackoff, reasonRecheckError, reasonNotNeeded}
+	reasonDuplicate, reasonShutdown, reasonBusy, reasonCooldown, reasonBackoff, reasonRecheckError, reasonNotNeeded,
+	reasonFleetBusy, reasonFleetUnavailable}
 
 // replyCodes are every status the handler answers with; pre-set so that a
 // rate() over them starts at zero.
@@ -152,11 +155,17 @@ func (r *Receiver) Describe(ch chan<- *prometheus.Desc) {
 	for _, c := range append(r.metrics.collectors(), r.escalation.collectors()...) {
 		c.Describe(ch)
 	}
+	if r.fleet != nil {
+		r.fleet.Describe(ch)
+	}
 }
 
 // Collect implements prometheus.Collector.
 func (r *Receiver) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range append(r.metrics.collectors(), r.escalation.collectors()...) {
 		c.Collect(ch)
+	}
+	if r.fleet != nil {
+		r.fleet.Collect(ch)
 	}
 }

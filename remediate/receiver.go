@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/memfrag/memfrag_exporter/fragmentation"
+	"github.com/memfrag/memfrag_exporter/remediate/fleet"
 )
 
 // Decision is what the receiver decided for one alert and, for an accepted
@@ -99,6 +100,12 @@ type Receiver struct {
 
 	saveMu sync.Mutex // serializes state file writes; taken before mu
 
+	// fleet is the fleet budget, nil when off; fleetCtx ends a wait for a
+	// slot at shutdown.
+	fleet     *fleet.Budget
+	fleetCtx  context.Context
+	fleetStop context.CancelFunc
+
 	inflight atomic.Int64 // kernel writes or syncs still in the kernel
 	wg       sync.WaitGroup
 	stop     context.CancelFunc
@@ -142,6 +149,7 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 	for _, a := range cfg.Actions {
 		r.allowed[a] = true
 	}
+	var err error
 	r.hpOrder, _ = fragmentation.HugePageOrder(cfg.SysPath, cfg.PageSize)
 	esc, err := newEscalation(cfg.RebootSentinel, cfg.ProcPath, logger)
 	if err != nil {
@@ -159,8 +167,12 @@ func New(cfg Config, logger log.Logger) (*Receiver, error) {
 		r.token = t
 		r.metrics.tokenOK.Set(1)
 	}
+	if r.fleet, err = newFleet(&r.cfg, logger); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
+	r.fleetCtx, r.fleetStop = context.WithCancel(ctx)
 	if r.token != nil && cfg.TokenCheckInterval > 0 {
 		r.watchWG.Add(1)
 		go r.watchToken(ctx)
@@ -226,6 +238,7 @@ func (r *Receiver) StopAccepting() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	r.fleetStop() // an alert waiting for a fleet slot gives up now
 }
 
 // Shutdown stops new actions and waits until the running one ends or times

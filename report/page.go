@@ -58,6 +58,8 @@ type PageConfig struct {
 	// DryRun says remediation runs with --remediate.dry-run; the page
 	// shows a banner while the remediation section shows.
 	DryRun bool
+	// Fleet returns the fleet budget's slots; nil when the budget is off.
+	Fleet func() *FleetBudget
 	// Now stamps the page; nil means time.Now.
 	Now func() time.Time
 }
@@ -171,6 +173,9 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.cfg.Recent != nil {
 			opts.Remediations, opts.ShowRemediations = p.cfg.Recent(), true
 			opts.DryRun = p.cfg.DryRun
+		}
+		if p.cfg.Fleet != nil {
+			opts.Fleet = p.cfg.Fleet()
 		}
 		b = AppendHTML(b, s, opts)
 	}

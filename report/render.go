@@ -22,6 +22,8 @@ type RenderOptions struct {
 	// DryRun shows a banner: remediation decides and records but writes
 	// nothing (--remediate.dry-run).
 	DryRun bool
+	// Fleet, when set, shows the fleet budget and its slots' holders.
+	Fleet *FleetBudget
 }
 
 // Colours are the Okabe-Ito palette, which stays distinguishable with every
@@ -168,6 +170,9 @@ func (r *renderer) page() {
 	}
 	if r.o.ShowRemediations {
 		r.remediations()
+	}
+	if r.o.Fleet != nil {
+		r.fleet(r.o.Fleet)
 	}
 	r.str(`</section>`)
 }

@@ -3,9 +3,16 @@ package manifests
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -74,6 +81,8 @@ func containerEnv(t *testing.T, c *corev1.Container) map[string]string {
 			env[e.Name] = expand(e.Value, env)
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName":
 			env[e.Name] = testNodeName
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env[e.Name] = "monitoring"
 		case e.ValueFrom.ResourceFieldRef != nil:
 			rf := e.ValueFrom.ResourceFieldRef
 			var q = c.Resources.Limits[corev1.ResourceName(strings.TrimPrefix(rf.Resource, "limits."))]
@@ -121,6 +130,25 @@ func mountMap(t *testing.T, r *rendered, token string) map[string]string {
 			for _, it := range v.Secret.Items {
 				if err := os.WriteFile(filepath.Join(dir, it.Path), []byte(token+"\n"), 0o400); err != nil {
 					t.Fatal(err)
+				}
+			}
+			m[vm.MountPath] = dir
+		case v.Projected != nil:
+			// The service account's token and CA, as the kubelet projects
+			// them; nothing here is a real credential (the exporter only
+			// reads them at start, and the test sends no alert that takes a
+			// fleet slot).
+			dir := t.TempDir()
+			for _, src := range v.Projected.Sources {
+				switch {
+				case src.ServiceAccountToken != nil:
+					writeFile(t, filepath.Join(dir, src.ServiceAccountToken.Path), "projected-token\n")
+				case src.ConfigMap != nil && src.ConfigMap.Name == "kube-root-ca.crt":
+					for _, it := range src.ConfigMap.Items {
+						writeFile(t, filepath.Join(dir, it.Path), testCA(t))
+					}
+				default:
+					t.Fatalf("volume %s: projected source %+v unsupported by this test", v.Name, src)
 				}
 			}
 			m[vm.MountPath] = dir
@@ -191,7 +219,9 @@ func TestExporterRunsWithManifestArgs(t *testing.T) {
 				// A test never writes to this machine's kernel knobs.
 				args = append(args, "--remediate.dry-run")
 			}
-			procEnv := []string{"PATH=/usr/bin:/bin"}
+			// What the kubelet sets in every container: the API server the
+			// fleet budget uses (not contacted at start).
+			procEnv := []string{"PATH=/usr/bin:/bin", "KUBERNETES_SERVICE_HOST=127.0.0.1", "KUBERNETES_SERVICE_PORT=1"}
 			for k, val := range env {
 				procEnv = append(procEnv, k+"="+val)
 			}
@@ -347,4 +377,28 @@ func checkRemediationEndpoint(t *testing.T, base, token string) {
 	if otherHost != 1 {
 		t.Errorf("%v alerts skipped as other_host, want 1: the one for another node (--remediate.node-name=$(NODE_NAME) must be %s)", otherHost, testNodeName)
 	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o400); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testCA is a self-signed certificate in PEM, standing in for the cluster's
+// CA bundle.
+func testCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "manifest-test-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

@@ -15,6 +15,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	kusttypes "sigs.k8s.io/kustomize/api/types"
@@ -169,6 +170,10 @@ func render(t *testing.T, dir string) *rendered {
 		}
 	}
 	want := map[string]int{"DaemonSet": 1, "Service": 1, "ServiceAccount": 1, "ServiceMonitor": 1, "PrometheusRule": 1}
+	if filepath.Base(dir) == "remediation" {
+		// The fleet budget's Lease permissions (rbac.yaml).
+		want["Role"], want["RoleBinding"] = 1, 1
+	}
 	for kind, n := range want {
 		if r.objects[kind] != n {
 			t.Fatalf("%s renders %d %s, want %d (all: %v)", dir, r.objects[kind], kind, n, r.objects)
@@ -252,6 +257,7 @@ func TestRenderedManifestsAreWired(t *testing.T) {
 			checkMounts(t, r, v.remediation)
 			checkNodeName(t, r)
 			checkScheduling(t, r)
+			checkFleetAccess(t, r, v.remediation)
 			if v.remediation {
 				checkRemediationSecurity(t, r)
 			} else {
@@ -493,7 +499,7 @@ func checkScheduling(t *testing.T, r *rendered) {
 		t.Errorf("tolerations %v do not tolerate every taint", spec.Tolerations)
 	}
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-		t.Errorf("pod mounts a service account token; the exporter never calls the API")
+		t.Errorf("pod automounts a service account token; only the remediation variant projects one, for the fleet budget")
 	}
 	if spec.HostNetwork || spec.HostPID || spec.HostIPC {
 		t.Errorf("pod shares host namespaces (network %v, pid %v, ipc %v)", spec.HostNetwork, spec.HostPID, spec.HostIPC)
@@ -633,4 +639,67 @@ func objectMeta(obj any) *metav1.ObjectMeta {
 		}
 	}
 	return nil
+}
+
+// checkFleetAccess: the base has no API credentials at all; the remediation
+// variant projects a short-lived token, and its Role allows exactly the
+// Lease verbs the fleet budget uses in its own namespace.
+func checkFleetAccess(t *testing.T, r *rendered, remediation bool) {
+	var projected []string
+	for _, v := range r.ds.Spec.Template.Spec.Volumes {
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.ServiceAccountToken != nil {
+					projected = append(projected, v.Name)
+				}
+			}
+		}
+	}
+	var roles []*rbacv1.Role
+	var bindings []*rbacv1.RoleBinding
+	for _, o := range r.all {
+		switch v := o.Obj.(type) {
+		case *rbacv1.Role:
+			roles = append(roles, v)
+		case *rbacv1.RoleBinding:
+			bindings = append(bindings, v)
+		}
+	}
+	if !remediation {
+		if len(projected) != 0 || len(roles) != 0 || len(bindings) != 0 {
+			t.Errorf("metrics-only variant has API credentials: token volumes %v, %d roles, %d bindings", projected, len(roles), len(bindings))
+		}
+		return
+	}
+	if len(projected) != 1 {
+		t.Fatalf("remediation variant projects %d service account tokens, want 1", len(projected))
+	}
+	if r.flag(t, "remediate.fleet.max-concurrent", "0") == "0" {
+		t.Errorf("remediation variant leaves the fleet budget off")
+	}
+	tok := r.flag(t, "remediate.fleet.token-file", "")
+	if m := r.mount(filepath.Dir(tok)); m == nil || m.Name != projected[0] || !m.ReadOnly {
+		t.Errorf("--remediate.fleet.token-file=%s is not in the read-only projected token volume %s", tok, projected[0])
+	}
+	if len(roles) != 1 || len(bindings) != 1 {
+		t.Fatalf("%d roles and %d bindings, want one each", len(roles), len(bindings))
+	}
+	role, rb := roles[0], bindings[0]
+	if len(role.Rules) != 1 {
+		t.Fatalf("role has %d rules, want 1: %+v", len(role.Rules), role.Rules)
+	}
+	rule := role.Rules[0]
+	verbs := strings.Join(rule.Verbs, ",")
+	if strings.Join(rule.APIGroups, ",") != "coordination.k8s.io" || strings.Join(rule.Resources, ",") != "leases" ||
+		verbs != "get,list,watch,create,update,patch" {
+		t.Errorf("role rule %+v, want leases in coordination.k8s.io: get, list, watch, create, update, patch (no delete)", rule)
+	}
+	sa := r.ds.Spec.Template.Spec.ServiceAccountName
+	if rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != role.Name || len(rb.Subjects) != 1 ||
+		rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != sa || rb.Subjects[0].Namespace != r.ds.Namespace {
+		t.Errorf("binding %+v does not bind role %s to the DaemonSet's account %s/%s", rb, role.Name, r.ds.Namespace, sa)
+	}
+	if role.Namespace != r.ds.Namespace || rb.Namespace != r.ds.Namespace {
+		t.Errorf("role/binding in %s/%s, DaemonSet in %s", role.Namespace, rb.Namespace, r.ds.Namespace)
+	}
 }
