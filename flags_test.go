@@ -8,7 +8,7 @@ import (
 )
 
 func TestCollectorSelection(t *testing.T) {
-	defaults := map[string]bool{"buddyinfo": true, "zoneinfo": true, "compaction": true, "vmstat": true, "sysctl": true, "pagetypeinfo": false, "kmsg": false}
+	defaults := map[string]bool{"buddyinfo": true, "zoneinfo": true, "compaction": true, "vmstat": true, "sysctl": true, "pagetypeinfo": false, "kmsg": false, "extfrag": false}
 	with := func(changes map[string]bool) map[string]bool {
 		m := map[string]bool{}
 		for k, v := range defaults {
