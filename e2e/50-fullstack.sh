@@ -203,6 +203,16 @@ EOF
 }
 make_tree "$work/a"
 make_tree "$work/b"
+# Node a also counts the real kernel's fragmentation events: its sysfs tree
+# holds the running kernel's extfrag tracepoint format (id and field
+# offsets), so the BPF counter attaches to the real tracepoint. And it may
+# ask kured for a reboot: the sentinel goes into its tree.
+tp=events/kmem/mm_page_alloc_extfrag/format
+[ -r "/sys/kernel/tracing/$tp" ] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+[ -r "/sys/kernel/tracing/$tp" ] || fail "no /sys/kernel/tracing/$tp: the extfrag collector needs tracefs (run as root)"
+mkdir -p "$work/a/sys/kernel/tracing/$(dirname $tp)" "$work/a/proc/sys/kernel/random" "$work/a/run"
+cp "/sys/kernel/tracing/$tp" "$work/a/sys/kernel/tracing/$tp"
+cat /proc/sys/kernel/random/boot_id >"$work/a/proc/sys/kernel/random/boot_id"
 # Node A's kernel log: a FIFO held open read-write here, so the exporter's
 # open does not block and its reader never sees end of file.
 mkfifo "$work/a/kmsg"
@@ -264,7 +274,8 @@ exporter() {
 		--remediate.enable --remediate.token-file="$work/token" \
 		--remediate.node-name="fullstack-$name" "$@"
 }
-exporter a $PORT_A --collector.kmsg --collector.kmsg.path="$work/a/kmsg" --collector.pagetypeinfo
+exporter a $PORT_A --collector.kmsg --collector.kmsg.path="$work/a/kmsg" --collector.pagetypeinfo \
+	--collector.extfrag --remediate.escalate.reboot-sentinel="$work/a/run/reboot-required"
 exporter b $PORT_B --remediate.dry-run
 start prometheus prometheus --config.file="$work/prometheus.yml" \
 	--storage.tsdb.path="$work/prom" --web.listen-address="127.0.0.1:$PORT_PROM"
