@@ -4,7 +4,9 @@
 // A scrape reads the same few files every time. Opening a file costs more
 // than reading it, so File keeps the descriptor and re-reads from offset 0
 // with pread, which makes the kernel regenerate a seq_file's content. The
-// buffer grows to the file's size once and is reused after that.
+// buffer grows to the file's size once and is reused after that; while it
+// grows, the read goes on at the offset where it stopped, so the kernel
+// generates the file once per read, the first read included.
 package procfile
 
 import (
@@ -88,21 +90,37 @@ const maxSize = 64 << 20
 func (f *File) readAt() ([]byte, error) {
 	buf := f.buf[:cap(f.buf)]
 	n := 0
+	// grown is where the buffer last filled up and grew: a read there that
+	// finds the end is ambiguous (see below).
+	grown := -1
 	for {
 		if n == len(buf) {
-			// Full: grow, and read again from the start. An integer
-			// sysctl answers a read at any offset but 0 with EOF, so
-			// going on from n would cut its value short.
+			// Full: grow and go on at offset n. A seq_file continues
+			// where the last read stopped without generating its
+			// content again, so even a first read of a large file
+			// walks the kernel's structures once.
 			if len(buf) >= maxSize {
 				return nil, fmt.Errorf("%s is larger than %d bytes", f.path, maxSize)
 			}
-			buf = append(buf, make([]byte, len(buf))...)
+			buf = append(buf[:n], make([]byte, len(buf))...)
 			buf = buf[:cap(buf)]
-			n = 0
+			grown = n
+		}
+		if readHook != nil {
+			readHook(f.path, n)
 		}
 		m, err := f.f.ReadAt(buf[n:], int64(n))
 		n += m
 		if errors.Is(err, io.EOF) || (err == nil && m == 0) {
+			if m == 0 && n == grown && n > 0 {
+				// The end came exactly where the buffer had filled
+				// up. Either the file is that long, or it is an
+				// integer sysctl, which answers a read at any offset
+				// but 0 with EOF: read it again from the start into
+				// the larger buffer, where it fits whole.
+				grown, n = -1, 0
+				continue
+			}
 			break
 		}
 		if err != nil {
@@ -112,6 +130,10 @@ func (f *File) readAt() ([]byte, error) {
 	f.buf = buf[:0]
 	return buf[:n], nil
 }
+
+// readHook, when set by a test, is called before every read with the
+// file's path and the offset read at.
+var readHook func(path string, off int)
 
 // Close releases the descriptor; a later read opens it again.
 func (f *File) Close() error {
