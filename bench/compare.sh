@@ -27,7 +27,7 @@
 # Usage: bench/compare.sh
 # Environment:
 #   N=2000 RUNS=5            load size
-#   BASE_PORT=39171          ports BASE_PORT..BASE_PORT+3 on 127.0.0.1
+#   BASE_PORT=19171          ports BASE_PORT..BASE_PORT+3 on 127.0.0.1
 #   OURS_ENV="GOMAXPROCS=1 GOGC=50 GOMEMLIMIT=16MiB"   environment of our exporter
 #   OURS_FLAGS="--no-collector.sysctl"                 extra flags for our exporter
 #   OURS_BIN=/path/to/memfrag_exporter                 load this binary instead of
@@ -43,7 +43,7 @@ set -euo pipefail
 NE_VERSION=v1.12.1
 N=${N:-2000}
 RUNS=${RUNS:-5}
-BASE_PORT=${BASE_PORT:-39171}
+BASE_PORT=${BASE_PORT:-19171}
 OURS_ENV=${OURS_ENV:-}
 OURS_FLAGS=${OURS_FLAGS:-}
 CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/memfrag-bench}
