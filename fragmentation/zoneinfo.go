@@ -33,6 +33,7 @@ type ZoneInfo struct {
 func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 	zones := dst[:0]
 	var z *ZoneInfo
+	var dups dupCheck
 	malformed := func(rest []byte, format string, args ...any) error {
 		line := bytes.Count(data[:len(data)-len(rest)], []byte("\n")) + 1
 		return fmt.Errorf("malformed zoneinfo: line %d: "+format, append([]any{line}, args...)...)
@@ -60,6 +61,9 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 				return zones, malformed(rest, "%w", err)
 			}
 			z = &zones[len(zones)-1]
+			if dups.listedTwice(len(zones)-1, func(j int) (string, string) { return zones[j].Node, zones[j].Name }) {
+				return zones, malformed(rest, "zone %s of node %s listed twice", z.Name, z.Node)
+			}
 			rest = next
 			continue
 		}
@@ -158,11 +162,6 @@ func zoneHeader(line []byte, zones []ZoneInfo) ([]ZoneInfo, error) {
 	}
 	if string(name) != z.Name {
 		z.Name = string(name)
-	}
-	for i := range zones[:len(zones)-1] {
-		if zones[i].Node == z.Node && zones[i].Name == z.Name {
-			return zones, fmt.Errorf("zone %s of node %s listed twice", z.Name, z.Node)
-		}
 	}
 	return zones, nil
 }
