@@ -15,8 +15,8 @@
 # runs; within a run the exporters take turns in blocks of 100 scrapes, so
 # background load on the machine hits all three alike. It prints p50/p99 latency, CPU seconds per 1,000 scrapes (utime+stime
 # from /proc/<pid>/stat), VmRSS after the load, series count, the ratios
-# ours/ne3 with PASS/FAIL against the targets (p50 and CPU
-# <= 0.5x, RSS <= 0.75x), and the sum of our collectors' duration metrics
+# ours/ne3 with PASS/FAIL against the targets (p50 <= 0.3x, CPU
+# <= 0.2x, RSS <= 0.7x), and the sum of our collectors' duration metrics
 # against the kernel read floor for the files they read (<= 2x). The floor
 # is measured twice: hot, the files read back to back thousands of times
 # (information: no read inside a scrape is that warm), and at scrape

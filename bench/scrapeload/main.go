@@ -705,9 +705,9 @@ func printChecks(w io.Writer, sums map[string]summary, subject, baseline string,
 		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "scrape p99", float64(sub.p99)/float64(base.p99))
 		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "series", float64(sub.series)/float64(base.series))
 		for _, c := range []check{
-			{"scrape p50", us(sub.p50), us(base.p50), "µs", 0.5},
-			{"CPU per 1000 scrapes", sub.cpuPer1000, base.cpuPer1000, "s", 0.5},
-			{"RSS after load", float64(sub.rssBytes) / (1 << 20), float64(base.rssBytes) / (1 << 20), "MiB", 0.75},
+			{"scrape p50", us(sub.p50), us(base.p50), "µs", 0.3},
+			{"CPU per 1000 scrapes", sub.cpuPer1000, base.cpuPer1000, "s", 0.2},
+			{"RSS after load", float64(sub.rssBytes) / (1 << 20), float64(base.rssBytes) / (1 << 20), "MiB", 0.7},
 		} {
 			ok = printCheck(w, c) && ok
 		}
