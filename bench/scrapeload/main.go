@@ -118,6 +118,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "timeout of one scrape")
 	fs.BoolVar(&cfg.verbose, "v", false, "print every run")
+	fs.Float64Var(&limits.p50, "limit-p50", limits.p50, "largest passing ratio subject/baseline of the p50 latency")
+	fs.Float64Var(&limits.cpu, "limit-cpu", limits.cpu, "largest passing ratio of the CPU per 1,000 scrapes")
+	fs.Float64Var(&limits.rss, "limit-rss", limits.rss, "largest passing ratio of the RSS after the load")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -694,6 +697,11 @@ func (rep *report) print(w io.Writer, cfg config) bool {
 	return ok
 }
 
+// limits are the largest passing ratios subject/baseline: the default
+// exposition's targets unless the flags say otherwise (compare.sh's
+// scaling mode).
+var limits = struct{ p50, cpu, rss float64 }{0.3, 0.2, 0.7}
+
 // printChecks prints subject's figures against baseline's and the floor and
 // reports whether all of them pass.
 func printChecks(w io.Writer, sums map[string]summary, subject, baseline string, floor time.Duration) bool {
@@ -705,9 +713,9 @@ func printChecks(w io.Writer, sums map[string]summary, subject, baseline string,
 		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "scrape p99", float64(sub.p99)/float64(base.p99))
 		fmt.Fprintf(w, "  %-28s %.2fx (info)\n", "series", float64(sub.series)/float64(base.series))
 		for _, c := range []check{
-			{"scrape p50", us(sub.p50), us(base.p50), "µs", 0.3},
-			{"CPU per 1000 scrapes", sub.cpuPer1000, base.cpuPer1000, "s", 0.2},
-			{"RSS after load", float64(sub.rssBytes) / (1 << 20), float64(base.rssBytes) / (1 << 20), "MiB", 0.7},
+			{"scrape p50", us(sub.p50), us(base.p50), "µs", limits.p50},
+			{"CPU per 1000 scrapes", sub.cpuPer1000, base.cpuPer1000, "s", limits.cpu},
+			{"RSS after load", float64(sub.rssBytes) / (1 << 20), float64(base.rssBytes) / (1 << 20), "MiB", limits.rss},
 		} {
 			ok = printCheck(w, c) && ok
 		}
