@@ -19,6 +19,7 @@ type Source struct {
 
 	zones []Zone
 	infos []ZoneInfo
+	chunk int // zoneinfo's piece size
 }
 
 // NewSource returns a Source for the procfs mounted at procPath.
@@ -26,6 +27,7 @@ func NewSource(procPath string) *Source {
 	return &Source{
 		buddyinfo: procfile.New(filepath.Join(procPath, "buddyinfo")),
 		zoneinfo:  procfile.New(filepath.Join(procPath, "zoneinfo")),
+		chunk:     zoneinfoChunk,
 	}
 }
 
@@ -43,14 +45,27 @@ func (s *Source) Buddyinfo() ([]Zone, error) {
 	return s.zones, nil
 }
 
+// zoneinfoChunk is how much of /proc/zoneinfo is held at a time: the file
+// grows with nodes and CPUs (7.6 MB at 64 nodes x 256 CPUs, a per-CPU
+// pageset in every zone), so it is parsed as it is read, whole zones at a
+// time; a piece grows only for a zone larger than this.
+const zoneinfoChunk = 64 << 10
+
 // Zoneinfo reads and parses /proc/zoneinfo. The result is valid until the
 // next call.
 func (s *Source) Zoneinfo() ([]ZoneInfo, error) {
-	err := s.zoneinfo.Do(func(data []byte) error {
-		var err error
-		s.infos, err = ParseZoneinfo(data, s.infos)
-		return err
+	p := zoneinfoParser{zones: s.infos[:0]}
+	err := s.zoneinfo.Stream(s.chunk, func(data []byte, final bool) (int, error) {
+		n := len(data)
+		if !final {
+			n = zoneinfoCut(data)
+		}
+		return n, p.parse(data[:n])
 	})
+	s.infos = p.zones
+	if err == nil {
+		s.infos, err = p.finish()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", s.zoneinfo.Path(), err)
 	}

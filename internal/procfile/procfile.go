@@ -24,9 +24,10 @@ import (
 type File struct {
 	path string
 
-	mu  sync.Mutex
-	f   *os.File
-	buf []byte
+	mu   sync.Mutex
+	f    *os.File
+	buf  []byte
+	sbuf []byte // Stream's
 }
 
 // New returns a File for path. Nothing is opened until the first read, so an
@@ -134,6 +135,68 @@ func (f *File) readAt() ([]byte, error) {
 // readHook, when set by a test, is called before every read with the
 // file's path and the offset read at.
 var readHook func(path string, off int)
+
+// Stream reads the file a piece at a time through a buffer of chunk bytes,
+// each read going on at the offset where the last one stopped (a seq_file
+// is generated once), so memory does not grow with the file. fn gets the
+// data read and not yet consumed and returns how much of its start it
+// consumed; the rest is handed to it again with the next piece. The buffer
+// grows only when fn consumes nothing of a full buffer. At the end of the
+// file fn is called with final set. Not for integer sysctls, which answer
+// reads at an offset but 0 with EOF: use Do.
+func (f *File) Stream(chunk int, fn func(data []byte, final bool) (consumed int, err error)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f == nil {
+		fd, err := os.Open(f.path)
+		if err != nil {
+			return err
+		}
+		f.f = fd
+	}
+	if cap(f.sbuf) < chunk {
+		f.sbuf = make([]byte, chunk)
+	}
+	buf := f.sbuf[:cap(f.sbuf)]
+	have, off := 0, 0
+	for retried := false; ; {
+		if have == len(buf) {
+			if len(buf) >= maxSize {
+				return fmt.Errorf("%s: a piece larger than %d bytes", f.path, maxSize)
+			}
+			buf = append(buf, make([]byte, len(buf))...)
+			buf = buf[:cap(buf)]
+		}
+		if readHook != nil {
+			readHook(f.path, off)
+		}
+		m, err := f.f.ReadAt(buf[have:], int64(off))
+		end := errors.Is(err, io.EOF) || (err == nil && m == 0)
+		if err != nil && !end {
+			if off == 0 && !retried {
+				// A stale descriptor (e.g. a remounted /proc): reopen once.
+				retried = true
+				f.f.Close()
+				fd, oerr := os.Open(f.path)
+				if oerr != nil {
+					f.f = nil
+					return fmt.Errorf("reading %s: %w", f.path, err)
+				}
+				f.f = fd
+				continue
+			}
+			return fmt.Errorf("reading %s: %w", f.path, err)
+		}
+		have += m
+		off += m
+		used, err := fn(buf[:have], end)
+		if err != nil || end {
+			f.sbuf = buf
+			return err
+		}
+		have = copy(buf, buf[used:have])
+	}
+}
 
 // Close releases the descriptor; a later read opens it again.
 func (f *File) Close() error {

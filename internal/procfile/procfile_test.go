@@ -321,3 +321,54 @@ func TestFirstReadOnceStrace(t *testing.T) {
 		t.Errorf("%d pread64 calls at offset 0, want 1:\n%s", atZero, strings.Join(preads, "\n"))
 	}
 }
+
+// Stream hands the file on in pieces, each read going on at the offset, and
+// what fn consumes adds up to the file; a piece fn does not consume grows
+// the buffer. On the live /proc/zoneinfo only the first read is at 0.
+func TestStream(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	var content strings.Builder
+	for i := range 500 {
+		content.WriteString("line " + strconv.Itoa(i) + "\n")
+	}
+	if err := os.WriteFile(path, []byte(content.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{1, 7, 100, 1 << 16} {
+		f := New(path)
+		var got []byte
+		err := f.Stream(chunk, func(data []byte, final bool) (int, error) {
+			n := len(data)
+			if !final {
+				n = bytes.LastIndexByte(data, '\n') + 1 // whole lines only
+			}
+			got = append(got, data[:n]...)
+			return n, nil
+		})
+		f.Close()
+		if err != nil || string(got) != content.String() {
+			t.Fatalf("chunk %d: %v, %d of %d bytes", chunk, err, len(got), content.Len())
+		}
+	}
+	if err := New(filepath.Join(t.TempDir(), "absent")).Stream(8, func([]byte, bool) (int, error) { return 0, nil }); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("absent file: %v", err)
+	}
+	if _, err := os.ReadFile("/proc/zoneinfo"); err != nil {
+		livetest.Skip(t, "no /proc/zoneinfo: "+err.Error())
+	}
+	offs := recordReads(t, "/proc/zoneinfo")
+	f := New("/proc/zoneinfo")
+	defer f.Close()
+	total := 0
+	if err := f.Stream(512, func(data []byte, _ bool) (int, error) { total += len(data); return len(data), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(*offs) < 3 || (*offs)[0] != 0 || total < 1024 {
+		t.Fatalf("offsets %v for %d bytes", *offs, total)
+	}
+	for i := 1; i < len(*offs); i++ {
+		if (*offs)[i] <= (*offs)[i-1] {
+			t.Errorf("read at %d after %d", (*offs)[i], (*offs)[i-1])
+		}
+	}
+}
