@@ -158,6 +158,7 @@ type runResult struct {
 	// files back to back thousands of times. Zero without -floor, and for
 	// targets other than the subject and -also.
 	scrapeFloor time.Duration
+	phys        physFloor // the subject's, measured after the run
 }
 
 // floorResult is the kernel read floor of one run.
@@ -274,6 +275,18 @@ func loadRun(cfg config, run int, fl *floorReader) ([]runResult, error) {
 		s.res.wireBytes = s.sc.raw.Len()
 		s.res.durSum = medianFloat(s.durs)
 		s.res.scrapeFloor = medianDur(s.floors)
+		if s.t.name == cfg.subject {
+			if _, err := s.sc.decode(); err != nil {
+				return nil, err
+			}
+			body := s.sc.raw.Bytes()
+			if s.sc.gzipped {
+				body = s.sc.plain.Bytes()
+			}
+			if s.res.phys, err = measurePhysFloor(body, 300); err != nil {
+				return nil, err
+			}
+		}
 		out[i] = s.res
 	}
 	return out, nil
@@ -610,6 +623,7 @@ type summary struct {
 	durSum      float64
 	newConns    int
 	scrapeFloor time.Duration
+	phys        physFloor
 }
 
 func summarize(rs []runResult) summary {
@@ -625,6 +639,11 @@ func summarize(rs []runResult) summary {
 	}
 	s.p50, s.p99 = medianDur(p50), medianDur(p99)
 	s.scrapeFloor = medianDur(floors)
+	var rtt, enc, gz []time.Duration
+	for _, r := range rs {
+		rtt, enc, gz = append(rtt, r.phys.rtt), append(enc, r.phys.encode), append(gz, r.phys.gzip)
+	}
+	s.phys = physFloor{rtt: medianDur(rtt), encode: medianDur(enc), gzip: medianDur(gz)}
 	s.cpuPer1000, s.durSum = medianFloat(cpu), medianFloat(dur)
 	s.rssBytes = uint64(medianFloat(rssv))
 	last := rs[len(rs)-1]
@@ -727,6 +746,9 @@ func printChecks(w io.Writer, sums map[string]summary, subject, baseline string,
 		fmt.Fprintf(w, "  %-28s %.2fx (info: no read inside a scrape is that warm)\n",
 			"dur sum / hot-loop floor", sub.durSum*1e6/us(floor))
 		ok = printCheck(w, check{"dur sum / cadence floor", sub.durSum * 1e6, us(sub.scrapeFloor), "µs", 2}) && ok
+	}
+	if hasSub && sub.phys.rtt > 0 {
+		sub.phys.print(w, subject, sub.p50, sub.scrapeFloor)
 	}
 	return ok
 }
