@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"go.yaml.in/yaml/v2"
@@ -317,16 +316,11 @@ func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
 	return registry
 }
 
-// metricsHandler serves gatherer, gzipped (see fastgzip);
-// promhttp's own error counter goes to registry.
+// metricsHandler serves gatherer, gzipped (see fastgzip), in the text
+// format through textenc and in other formats through promhttp (see
+// textHandler); promhttp's own error counter goes to registry.
 func metricsHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
-	return fastgzip.Handler(promhttp.HandlerForTransactional(gatherer, promhttp.HandlerOpts{
-		DisableCompression:  true,
-		ErrorHandling:       promhttp.ContinueOnError,
-		ErrorLog:            stdlogAdapter{logger},
-		MaxRequestsInFlight: maxRequests,
-		Registry:            registry,
-	}))
+	return fastgzip.Handler(newTextHandler(gatherer, registry, maxRequests, stdlogAdapter{logger}))
 }
 
 // pageRemediations adapts the receiver's decisions to the landing page's

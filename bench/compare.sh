@@ -15,8 +15,8 @@
 # runs; within a run the exporters take turns in blocks of 100 scrapes, so
 # background load on the machine hits all three alike. It prints p50/p99 latency, CPU seconds per 1,000 scrapes (utime+stime
 # from /proc/<pid>/stat), VmRSS after the load, series count, the ratios
-# ours/ne3 with PASS/FAIL against the targets (p50 and CPU
-# <= 0.5x, RSS <= 0.75x), and the sum of our collectors' duration metrics
+# ours/ne3 with PASS/FAIL against the targets (p50 <= 0.3x, CPU
+# <= 0.2x, RSS <= 0.7x), and the sum of our collectors' duration metrics
 # against the kernel read floor for the files they read (<= 2x). The floor
 # is measured twice: hot, the files read back to back thousands of times
 # (information: no read inside a scrape is that warm), and at scrape
@@ -27,7 +27,7 @@
 # Usage: bench/compare.sh
 # Environment:
 #   N=2000 RUNS=5            load size
-#   BASE_PORT=39171          ports BASE_PORT..BASE_PORT+3 on 127.0.0.1
+#   BASE_PORT=19171          ports BASE_PORT..BASE_PORT+3 on 127.0.0.1
 #   OURS_ENV="GOMAXPROCS=1 GOGC=50 GOMEMLIMIT=16MiB"   environment of our exporter
 #   OURS_FLAGS="--no-collector.sysctl"                 extra flags for our exporter
 #   OURS_BIN=/path/to/memfrag_exporter                 load this binary instead of
@@ -38,12 +38,20 @@
 #                            information; the exit status stays ours'
 #   CACHE_DIR=~/.cache/memfrag-bench                   where node_exporter is kept
 #   VERBOSE=1                print every run
+#   SCALE="8:32 64:256"      scaling mode instead: for each NODES:CPUS,
+#                            synthesize a machine (bench/gentree: every node
+#                            a copy of this one's node 0, a pageset per CPU),
+#                            serve ne3 and ours on that tree and check CPU
+#                            per scrape <= 0.05x and RSS <= 0.6x; then print
+#                            our RSS growth per series between the sizes.
+#                            N defaults to 300 there.
 set -euo pipefail
 
 NE_VERSION=v1.12.1
+N_SET=${N:-}
 N=${N:-2000}
 RUNS=${RUNS:-5}
-BASE_PORT=${BASE_PORT:-39171}
+BASE_PORT=${BASE_PORT:-19171}
 OURS_ENV=${OURS_ENV:-}
 OURS_FLAGS=${OURS_FLAGS:-}
 CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/memfrag-bench}
@@ -90,6 +98,52 @@ echo "== building the load client"
 go build -C "$ROOT" -o "$WORK/scrapeload" ./bench/scrapeload
 
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
+
+if [ -n "${SCALE:-}" ]; then
+	go build -C "$ROOT" -o "$WORK/gentree" ./bench/gentree
+	N=${N_SET:-300}
+	status=0
+	prev_rss="" prev_series=""
+	for spec in $SCALE; do
+		nodes=${spec%%:*} cpus=${spec##*:}
+		tree="$WORK/tree-$nodes"
+		"$WORK/gentree" -nodes "$nodes" -cpus "$cpus" -out "$tree" || die "gentree $spec failed"
+		for i in 0 1; do
+			port_free $((BASE_PORT + i)) || die "port $((BASE_PORT + i)) is in use; set BASE_PORT"
+		done
+		P_NE3=$BASE_PORT P_OURS=$((BASE_PORT + 1))
+		"$NE" --web.listen-address="127.0.0.1:$P_NE3" --log.level=warn --path.procfs="$tree/proc" --path.sysfs="$tree/sys" \
+			--collector.disable-defaults --collector.buddyinfo --collector.zoneinfo --collector.vmstat >"$WORK/ne3-$nodes.log" 2>&1 &
+		PIDS+=($!) pid_ne3=$!
+		# shellcheck disable=SC2086
+		env $OURS_ENV "$OURS" --web.listen-address="127.0.0.1:$P_OURS" --log.level=warn \
+			--path.procfs="$tree/proc" --path.sysfs="$tree/sys" $OURS_FLAGS >"$WORK/ours-$nodes.log" 2>&1 &
+		PIDS+=($!) pid_ours=$!
+		for p in $P_NE3 $P_OURS; do
+			for _ in $(seq 1 100); do
+				curl -sf -o /dev/null "http://127.0.0.1:$p/metrics" && break
+				sleep 0.1
+			done
+		done
+		floor=$(ls "$tree"/proc/{buddyinfo,zoneinfo,vmstat} "$tree"/proc/sys/vm/* "$tree"/sys/kernel/mm/transparent_hugepage/{enabled,defrag} 2>/dev/null | paste -sd, -)
+		echo "== $nodes nodes x $cpus CPUs: loading $RUNS runs x $N scrapes"
+		"$WORK/scrapeload" -n "$N" -runs "$RUNS" -baseline ne3 -subject ours -limit-cpu 0.05 -limit-rss 0.6 -limit-p50 1 \
+			-clk-tck "$(getconf CLK_TCK)" -floor "$floor" ${VERBOSE:+-v} \
+			-target "ne3=http://127.0.0.1:$P_NE3/metrics@$pid_ne3" \
+			-target "ours=http://127.0.0.1:$P_OURS/metrics@$pid_ours" | tee "$WORK/scale-$nodes.txt" || status=1
+		rss=$(awk '$1 == "ours" && NF >= 6 {print $5; exit}' "$WORK/scale-$nodes.txt")
+		series=$(awk '$1 == "ours" && NF >= 6 {print $6; exit}' "$WORK/scale-$nodes.txt")
+		if [ -n "$prev_rss" ] && [ -n "$rss" ] && [ "$series" != "$prev_series" ]; then
+			awk -v a="$prev_rss" -v b="$rss" -v s="$prev_series" -v t="$series" \
+				'BEGIN { printf "== ours RSS growth: %.0f bytes per series (%.1f -> %.1f MiB, %d -> %d series)\n", (b-a)*1048576/(t-s), a, b, s, t }'
+		fi
+		prev_rss=$rss prev_series=$series
+		kill "$pid_ne3" "$pid_ours" 2>/dev/null || true
+		wait "$pid_ne3" "$pid_ours" 2>/dev/null || true
+	done
+	exit "$status"
+fi
+
 for i in 0 1 2 3; do
 	port_free $((BASE_PORT + i)) || die "port $((BASE_PORT + i)) is in use; set BASE_PORT"
 done

@@ -60,6 +60,8 @@ func (z *Zone) LargestFreeOrder() int {
 func ParseBuddyinfo(data []byte, dst []Zone) ([]Zone, error) {
 	zones := dst[:0]
 	orders := -1
+	var dups dupCheck
+	key := func(j int) (string, string) { return zones[j].Node, zones[j].Name }
 	for lineNo := 1; len(data) > 0; lineNo++ {
 		var line []byte
 		line, data = procfile.CutLine(data)
@@ -71,10 +73,8 @@ func ParseBuddyinfo(data []byte, dst []Zone) ([]Zone, error) {
 		if err := parseLine(line, z); err != nil {
 			return zones, fmt.Errorf("%w: line %d: %w", ErrMalformed, lineNo, err)
 		}
-		for i := range zones[:len(zones)-1] {
-			if zones[i].Node == z.Node && zones[i].Name == z.Name {
-				return zones, fmt.Errorf("%w: line %d: zone %s of node %s listed twice", ErrMalformed, lineNo, z.Name, z.Node)
-			}
+		if dups.listedTwice(len(zones)-1, key) {
+			return zones, fmt.Errorf("%w: line %d: zone %s of node %s listed twice", ErrMalformed, lineNo, z.Name, z.Node)
 		}
 		if orders < 0 {
 			orders = len(z.Free)

@@ -4,6 +4,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -214,6 +217,122 @@ func TestHugePageOrder(t *testing.T) {
 			order, fromSysfs := HugePageOrder(sys, tc.pageSize)
 			if order != tc.order || fromSysfs != tc.fromSysfs {
 				t.Errorf("HugePageOrder = %d, %v; want %d, %v", order, fromSysfs, tc.order, tc.fromSysfs)
+			}
+		})
+	}
+}
+
+// The merge walk for kernel-ordered files and the zone-by-zone scoring for
+// any order agree, on a 64-node machine and with nodes out of order (which
+// takes the second path), including nodes that zoneinfo has and buddyinfo
+// lacks and nodes 2 and 10, which sort the other way as strings.
+func TestNodeScoresOrders(t *testing.T) {
+	var zones []Zone
+	var infos []ZoneInfo
+	for n := 0; n < 64; n++ {
+		node := strconv.Itoa(n)
+		infos = append(infos, ZoneInfo{Node: node, Name: "DMA32", Present: uint64(1000 + n)},
+			ZoneInfo{Node: node, Name: "Normal", Present: uint64(50000 + 7*n)}, ZoneInfo{Node: node, Name: "Movable"})
+		if n%5 == 3 {
+			continue // a memoryless node: in zoneinfo, not in buddyinfo
+		}
+		zones = append(zones, Zone{node, "DMA32", []uint64{uint64(n), 3, 2, 1, 0, 0, 0, 0, 0, 1, 0}},
+			Zone{node, "Normal", []uint64{100, uint64(n % 7), 30, 20, 10, 5, 2, 1, 0, uint64(n % 3), 1}})
+	}
+	ordered, err := NodeScores(zones, infos, 9, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyOrder, err := nodeScoresAnyOrder(zones, infos, 9, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ordered, anyOrder) || len(ordered) != 64-13 {
+		t.Fatalf("merge walk %v\nzone by zone %v", ordered, anyOrder)
+	}
+	nonZero := 0
+	for _, s := range ordered {
+		if s.Score > 0 {
+			nonZero++
+		}
+	}
+	if nonZero == 0 {
+		t.Fatal("every score is 0: the comparison shows nothing")
+	}
+	// Reversed nodes take the other path and give the same scores, reversed.
+	rz, ri := slices.Clone(zones), slices.Clone(infos)
+	slices.Reverse(rz)
+	slices.Reverse(ri)
+	rev, err := NodeScores(rz, ri, 9, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(rev)
+	if !slices.Equal(rev, ordered) {
+		t.Errorf("reversed input: %v, want %v", rev, ordered)
+	}
+	// A buddyinfo zone missing from zoneinfo is an error on both paths.
+	if _, err := NodeScores(zones, slices.Delete(slices.Clone(infos), 3, 4), 9, nil); err == nil {
+		t.Error("ordered input missing a zoneinfo zone: no error")
+	}
+	if _, err := NodeScores(rz, slices.Delete(slices.Clone(ri), 5, 6), 9, nil); err == nil {
+		t.Error("unordered input missing a zoneinfo zone: no error")
+	}
+}
+
+func TestDupCheck(t *testing.T) {
+	for _, tc := range []struct {
+		keys string // node:zone, space separated
+		dup  int    // index of the first zone listed twice, -1 for none
+	}{
+		{"0:DMA 0:Normal 1:Normal 2:Normal 10:Normal", -1},
+		{"0:DMA 0:Normal 0:DMA", 2},
+		{"0:Normal 1:Normal 0:Normal", 2},       // node ids go back
+		{"1:Normal 0:Normal 2:DMA 1:Normal", 3}, // went back once, later dup
+		{"2:Normal 10:Normal 9:Normal", -1},
+		{"10:Normal 2:Normal 10:Normal", 2},
+	} {
+		keys := strings.Fields(tc.keys)
+		key := func(j int) (string, string) { n, z, _ := strings.Cut(keys[j], ":"); return n, z }
+		var d dupCheck
+		got := -1
+		for i := range keys {
+			if d.listedTwice(i, key) {
+				got = i
+				break
+			}
+		}
+		if got != tc.dup {
+			t.Errorf("%s: listed twice at %d, want %d", tc.keys, got, tc.dup)
+		}
+	}
+}
+
+// machine64 is a 64-node machine's buddyinfo and zoneinfo zones, 4 zones a
+// node as the kernel lists them.
+func machine64() ([]Zone, []ZoneInfo) {
+	var zones []Zone
+	var infos []ZoneInfo
+	for n := 0; n < 64; n++ {
+		node := strconv.Itoa(n)
+		for _, name := range []string{"DMA", "DMA32", "Normal", "Movable"} {
+			infos = append(infos, ZoneInfo{Node: node, Name: name, Present: 4096})
+			zones = append(zones, Zone{node, name, []uint64{9, 8, 7, 6, 5, 4, 3, 2, 1, 1, 1}})
+		}
+	}
+	return zones, infos
+}
+
+func BenchmarkNodeScores64(b *testing.B) {
+	zones, infos := machine64()
+	for _, bc := range []struct {
+		name string
+		fn   func([]Zone, []ZoneInfo, int, []NodeScoreOf) ([]NodeScoreOf, error)
+	}{{"merge", NodeScores}, {"anyorder", nodeScoresAnyOrder}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var dst []NodeScoreOf
+			for b.Loop() {
+				dst, _ = bc.fn(zones, infos, 9, dst)
 			}
 		})
 	}

@@ -19,6 +19,7 @@ type Source struct {
 
 	zones []Zone
 	infos []ZoneInfo
+	chunk int // zoneinfo's piece size
 }
 
 // NewSource returns a Source for the procfs mounted at procPath.
@@ -26,6 +27,7 @@ func NewSource(procPath string) *Source {
 	return &Source{
 		buddyinfo: procfile.New(filepath.Join(procPath, "buddyinfo")),
 		zoneinfo:  procfile.New(filepath.Join(procPath, "zoneinfo")),
+		chunk:     zoneinfoChunk,
 	}
 }
 
@@ -43,14 +45,27 @@ func (s *Source) Buddyinfo() ([]Zone, error) {
 	return s.zones, nil
 }
 
+// zoneinfoChunk is how much of /proc/zoneinfo is held at a time: the file
+// grows with nodes and CPUs (7.6 MB at 64 nodes x 256 CPUs, a per-CPU
+// pageset in every zone), so it is parsed as it is read, whole zones at a
+// time; a piece grows only for a zone larger than this.
+const zoneinfoChunk = 64 << 10
+
 // Zoneinfo reads and parses /proc/zoneinfo. The result is valid until the
 // next call.
 func (s *Source) Zoneinfo() ([]ZoneInfo, error) {
-	err := s.zoneinfo.Do(func(data []byte) error {
-		var err error
-		s.infos, err = ParseZoneinfo(data, s.infos)
-		return err
+	p := zoneinfoParser{zones: s.infos[:0]}
+	err := s.zoneinfo.Stream(s.chunk, func(data []byte, final bool) (int, error) {
+		n := len(data)
+		if !final {
+			n = zoneinfoCut(data)
+		}
+		return n, p.parse(data[:n])
 	})
+	s.infos = p.zones
+	if err == nil {
+		s.infos, err = p.finish()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", s.zoneinfo.Path(), err)
 	}
@@ -74,7 +89,66 @@ type NodeScoreOf struct {
 // buddyinfo, at the given order, appending to dst. The node's present pages
 // are pgdat->node_present_pages, the sum over all its zones in zoneinfo. Zones missing from
 // zoneinfo make it an error, since their weight is unknown.
+//
+// Kernel files list a node's zones together and the nodes in increasing
+// order; for such input the scores take one merge walk over both lists,
+// and other input is scored zone by zone against every other.
 func NodeScores(zones []Zone, infos []ZoneInfo, order int, dst []NodeScoreOf) ([]NodeScoreOf, error) {
+	if !nodesIncrease(len(zones), func(i int) string { return zones[i].Node }) ||
+		!nodesIncrease(len(infos), func(i int) string { return infos[i].Node }) {
+		return nodeScoresAnyOrder(zones, infos, order, dst)
+	}
+	out := dst[:0]
+	j := 0
+	for i := 0; i < len(zones); {
+		node := zones[i].Node
+		e := i + 1
+		for e < len(zones) && zones[e].Node == node {
+			e++
+		}
+		for j < len(infos) && nodeLess(infos[j].Node, node) {
+			j++
+		}
+		a := j
+		var nodePresent, score uint64
+		for ; j < len(infos) && infos[j].Node == node; j++ {
+			nodePresent += infos[j].Present
+		}
+		for _, z := range zones[i:e] {
+			present, ok := presentPages(infos[a:j], node, z.Name)
+			if !ok {
+				return out, fmt.Errorf("zone %s of node %s is in buddyinfo but not in zoneinfo", z.Name, node)
+			}
+			if present == 0 {
+				continue
+			}
+			score += weightedZoneScore(z.Free, present, nodePresent, order)
+		}
+		out = append(out, NodeScoreOf{Node: node, Score: score})
+		i = e
+	}
+	return out, nil
+}
+
+// nodeLess orders node ids as numbers (they are digits without leading
+// zeros as the kernel prints them; any two distinct strings stay distinct).
+func nodeLess(a, b string) bool {
+	return len(a) < len(b) || len(a) == len(b) && a < b
+}
+
+// nodesIncrease reports whether the n zones whose node ids node gives list
+// each node's zones together and the nodes in increasing order.
+func nodesIncrease(n int, node func(int) string) bool {
+	for i := 1; i < n; i++ {
+		if a, b := node(i-1), node(i); a != b && !nodeLess(a, b) {
+			return false
+		}
+	}
+	return true
+}
+
+// nodeScoresAnyOrder is NodeScores for zones in any order.
+func nodeScoresAnyOrder(zones []Zone, infos []ZoneInfo, order int, dst []NodeScoreOf) ([]NodeScoreOf, error) {
 	out := dst[:0]
 	for i := range zones {
 		node := zones[i].Node
@@ -139,4 +213,40 @@ func HugePageOrder(sysPath string, pageSize int) (order int, fromSysfs bool) {
 		return fallback, false
 	}
 	return bits.TrailingZeros64(size) - bits.TrailingZeros(uint(pageSize)), true
+}
+
+// dupCheck finds a zone listed twice as a file's zones are parsed, in
+// linear time for files as the kernel prints them (a node's zones together,
+// nodes in increasing order): a new zone is compared with its own node's
+// zones only, which the order guarantees are the only ones that can share
+// its node. Once the node ids fail to increase, every earlier zone is.
+type dupCheck struct {
+	runStart  int // the first zone of the current node
+	unordered bool
+}
+
+// listedTwice reports whether zone i, just parsed, has the node and name of
+// an earlier zone; key gives zone j's node id and name.
+func (d *dupCheck) listedTwice(i int, key func(j int) (node, name string)) bool {
+	if i == 0 {
+		*d = dupCheck{}
+		return false
+	}
+	node, name := key(i)
+	if prev, _ := key(i - 1); prev != node {
+		if !nodeLess(prev, node) {
+			d.unordered = true
+		}
+		d.runStart = i
+	}
+	from := d.runStart
+	if d.unordered {
+		from = 0
+	}
+	for j := from; j < i; j++ {
+		if n, m := key(j); n == node && m == name {
+			return true
+		}
+	}
+	return false
 }

@@ -31,12 +31,63 @@ type ZoneInfo struct {
 // zone counter read (nr_free_pages_blocks). Every other line's key is
 // checked; the first two bytes of the key rule most of them out.
 func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
-	zones := dst[:0]
+	p := zoneinfoParser{zones: dst[:0]}
+	if err := p.parse(data); err != nil {
+		return p.zones, err
+	}
+	return p.finish()
+}
+
+// zoneinfoParser parses zoneinfo in pieces that each end where a zone ends
+// (see Source.Zoneinfo), so the file need not be held whole.
+type zoneinfoParser struct {
+	zones []ZoneInfo
+	dups  dupCheck
+	lines int // lines of the pieces parsed before, for error messages
+}
+
+func (p *zoneinfoParser) finish() ([]ZoneInfo, error) {
+	if len(p.zones) == 0 {
+		return p.zones, fmt.Errorf("malformed zoneinfo: no zones")
+	}
+	return p.zones, nil
+}
+
+// zoneinfoCut is how much of data, a piece of zoneinfo that goes on, holds
+// whole zones: up to the last zone header's line, or 0 if there is none.
+func zoneinfoCut(data []byte) int {
+	// Forward, with bytes.Index for "Node " (whose rare 'N' it looks for
+	// first): a piece holds a few zone headers, and a backward byte
+	// search is several times slower.
+	cut := 0
+	for off := 1; off < len(data); {
+		i := bytes.Index(data[off:], []byte("Node "))
+		if i < 0 {
+			break
+		}
+		if data[off+i-1] == '\n' {
+			cut = off + i
+		}
+		off += i + 1
+	}
+	return cut
+}
+
+// parse parses a piece of zoneinfo that ends where a zone ends, appending
+// to p.zones.
+func (p *zoneinfoParser) parse(data []byte) error {
+	zones := p.zones
+	defer func() { p.zones = zones }()
 	var z *ZoneInfo
+	if len(zones) > 0 {
+		z = &zones[len(zones)-1]
+	}
+	dups := &p.dups
 	malformed := func(rest []byte, format string, args ...any) error {
-		line := bytes.Count(data[:len(data)-len(rest)], []byte("\n")) + 1
+		line := p.lines + bytes.Count(data[:len(data)-len(rest)], []byte("\n")) + 1
 		return fmt.Errorf("malformed zoneinfo: line %d: "+format, append([]any{line}, args...)...)
 	}
+	defer func() { p.lines += bytes.Count(data, []byte("\n")) }()
 	rest := data
 	for len(rest) > 0 {
 		i := 0
@@ -57,14 +108,17 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 		if string(key) == "Node" {
 			var err error
 			if zones, err = zoneHeader(line, zones); err != nil {
-				return zones, malformed(rest, "%w", err)
+				return malformed(rest, "%w", err)
 			}
 			z = &zones[len(zones)-1]
+			if dups.listedTwice(len(zones)-1, func(j int) (string, string) { return zones[j].Node, zones[j].Name }) {
+				return malformed(rest, "zone %s of node %s listed twice", z.Name, z.Node)
+			}
 			rest = next
 			continue
 		}
 		if z == nil {
-			return zones, malformed(rest, "%q before the first zone header", key)
+			return malformed(rest, "%q before the first zone header", key)
 		}
 		var dstField *uint64
 		switch string(key) {
@@ -111,16 +165,13 @@ func ParseZoneinfo(data []byte, dst []ZoneInfo) ([]ZoneInfo, error) {
 			v := f.Next()
 			n, ok := procfile.ParseUint(v)
 			if !ok {
-				return zones, malformed(rest, "%s: %q is not a page count", key, v)
+				return malformed(rest, "%s: %q is not a page count", key, v)
 			}
 			*dstField = n
 		}
 		rest = next
 	}
-	if len(zones) == 0 {
-		return zones, fmt.Errorf("malformed zoneinfo: no zones")
-	}
-	return zones, nil
+	return nil
 }
 
 // zoneEnd is where the next zone header starts in b, a zone's remaining
@@ -158,11 +209,6 @@ func zoneHeader(line []byte, zones []ZoneInfo) ([]ZoneInfo, error) {
 	}
 	if string(name) != z.Name {
 		z.Name = string(name)
-	}
-	for i := range zones[:len(zones)-1] {
-		if zones[i].Node == z.Node && zones[i].Name == z.Name {
-			return zones, fmt.Errorf("zone %s of node %s listed twice", z.Name, z.Node)
-		}
 	}
 	return zones, nil
 }

@@ -1,10 +1,13 @@
 package fragmentation
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -146,5 +149,50 @@ func TestParseZoneinfoJumpsStayInZone(t *testing.T) {
 		"0/Movable free=0 present=0 blocks=0,false", "1/Normal free=3 present=0 blocks=2,true"}
 	if !slices.Equal(got, want) {
 		t.Errorf("zones\n got %q\nwant %q", got, want)
+	}
+}
+
+// Source parses zoneinfo as it reads it, whole zones at a time: for any
+// piece size it gives what ParseZoneinfo gives for the whole file, and the
+// same error, line number included, for a file broken near its end.
+func TestZoneinfoStreamed(t *testing.T) {
+	one, err := os.ReadFile("../collector/testdata/x86-vm/proc/zoneinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var big bytes.Buffer // 64 nodes, each a copy of the fixture's
+	for n := range 64 {
+		big.Write(bytes.ReplaceAll(one, []byte("Node 0,"), []byte("Node "+strconv.Itoa(n)+",")))
+	}
+	broken := append(bytes.Clone(big.Bytes()), "Node 64, zone   Normal\n  pages free     x\n"...)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"64 nodes", big.Bytes()}, {"broken", broken}, {"one node", one}} {
+		want, wantErr := ParseZoneinfo(tc.data, nil)
+		if (wantErr != nil) != (tc.name == "broken") {
+			t.Fatalf("%s: ParseZoneinfo error %v", tc.name, wantErr)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "zoneinfo"), tc.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, chunk := range []int{16, 1000, 4096, 64 << 10} {
+			s := NewSource(dir)
+			s.chunk = chunk
+			for range 2 { // the second read reuses the storage
+				got, err := s.Zoneinfo()
+				if (err == nil) != (wantErr == nil) || err != nil && !strings.HasSuffix(err.Error(), wantErr.Error()) {
+					t.Fatalf("%s, chunk %d: error %v, want %v", tc.name, chunk, err, wantErr)
+				}
+				if err == nil && !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s, chunk %d: %d zones differ from the whole file's %d", tc.name, chunk, len(got), len(want))
+				}
+			}
+			s.Close()
+		}
+		if wantErr == nil && len(want) < 3 {
+			t.Fatalf("%s: only %d zones", tc.name, len(want))
+		}
 	}
 }

@@ -5,18 +5,21 @@
 // client_golang's collector re-reads and re-parses /proc/stat (only for the
 // boot time), /proc/self/limits and /proc/self/net/netstat through procfs on
 // every scrape: about a third of a millisecond, more than all of this
-// exporter's kernel collectors together. Here /proc/self/stat and
-// net/netstat are read through kept descriptors, the start time is computed
+// exporter's kernel collectors together. Here /proc/self/stat,
+// net/netstat and the fd directory are read through kept descriptors, the start time is computed
 // once, and the limits come from getrlimit(2), which is what /proc/self/limits
 // prints.
 package processcollector
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +35,7 @@ const userHZ = 100
 type Collector struct {
 	procPath      string
 	stat, netstat *procfile.File
+	fdDir         *fdDir
 	pageSize      float64
 	start         float64 // seconds since the epoch; 0 if unknown
 
@@ -45,6 +49,7 @@ func New(procPath string) *Collector {
 		procPath:  procPath,
 		stat:      procfile.New(filepath.Join(procPath, "self/stat")),
 		netstat:   procfile.New(filepath.Join(procPath, "self/net/netstat")),
+		fdDir:     newFDDir(filepath.Join(procPath, "self/fd")),
 		pageSize:  float64(os.Getpagesize()),
 		cpu:       d("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."),
 		fds:       d("process_open_fds", "Number of open file descriptors."),
@@ -145,7 +150,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.startTime, prometheus.GaugeValue, c.start)
 		}
 	}
-	if n, err := openFDs(filepath.Join(c.procPath, "self/fd")); err == nil {
+	if n, err := c.fdDir.count(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.fds, prometheus.GaugeValue, float64(n))
 	}
 	var rl syscall.Rlimit
@@ -162,15 +167,74 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// openFDs counts the entries of /proc/self/fd, less the one reading it.
-func openFDs(dir string) (int, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return 0, err
+// fdDir counts the entries of a /proc/<pid>/fd directory through one kept
+// descriptor, rewound for each count: opening the directory by path again
+// every scrape cost more than reading it.
+type fdDir struct {
+	path string
+	mu   sync.Mutex
+	fd   int // -1 until opened
+	buf  []byte
+}
+
+func newFDDir(path string) *fdDir { return &fdDir{path: path, fd: -1, buf: make([]byte, 4096)} }
+
+// count is the number of open descriptors, less the one reading them.
+func (d *fdDir) count() (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.read()
+	if err != nil && d.fd >= 0 {
+		// A stale descriptor (e.g. /proc remounted): open once more.
+		syscall.Close(d.fd)
+		d.fd = -1
+		n, err = d.read()
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	return len(names) - 1, err
+	return n, err
+}
+
+func (d *fdDir) read() (int, error) {
+	if d.fd < 0 {
+		fd, err := syscall.Open(d.path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("opening %s: %w", d.path, err)
+		}
+		d.fd = fd
+	} else if _, err := syscall.Seek(d.fd, 0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("rewinding %s: %w", d.path, err)
+	}
+	n := 0
+	for {
+		m, err := syscall.Getdents(d.fd, d.buf)
+		if err != nil {
+			return 0, fmt.Errorf("reading %s: %w", d.path, err)
+		}
+		if m == 0 {
+			break
+		}
+		n += countDirents(d.buf[:m])
+	}
+	return n - 1, nil
+}
+
+// countDirents counts the linux_dirent64 records in b but "." and "..".
+func countDirents(b []byte) int {
+	n := 0
+	for len(b) >= 19 {
+		reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+		if reclen < 19 || reclen > len(b) {
+			break
+		}
+		name := b[19:reclen]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if string(name) != "." && string(name) != ".." {
+			n++
+		}
+		b = b[reclen:]
+	}
+	return n
 }
 
 // ipExtOctets reads InOctets and OutOctets of net/netstat's "IpExt:" name

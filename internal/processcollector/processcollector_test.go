@@ -131,3 +131,45 @@ func BenchmarkCollect(b *testing.B) {
 		})
 	}
 }
+
+// The kept fd directory descriptor, rewound for each count, sees descriptors
+// opened and closed in between, and does not count itself.
+func TestFDCountFollows(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc on this machine")
+	}
+	d := newFDDir("/proc/self/fd")
+	before, err := d.count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ReadDir lists its own descriptor and our kept one, which count
+	// leaves out.
+	if want := len(entries) - 2; before != want {
+		t.Errorf("count %d, ReadDir lists %d entries besides its own and ours", before, want)
+	}
+	var files []*os.File
+	for range 5 {
+		f, err := os.Open("/proc/self/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	if n, err := d.count(); err != nil || n != before+5 {
+		t.Errorf("after opening 5 files: %d, %v; want %d", n, err, before+5)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	if n, err := d.count(); err != nil || n != before {
+		t.Errorf("after closing them: %d, %v; want %d", n, err, before)
+	}
+	if _, err := newFDDir("/nonexistent/fd").count(); err == nil {
+		t.Error("absent directory: no error")
+	}
+}

@@ -4,7 +4,9 @@
 // A scrape reads the same few files every time. Opening a file costs more
 // than reading it, so File keeps the descriptor and re-reads from offset 0
 // with pread, which makes the kernel regenerate a seq_file's content. The
-// buffer grows to the file's size once and is reused after that.
+// buffer grows to the file's size once and is reused after that; while it
+// grows, the read goes on at the offset where it stopped, so the kernel
+// generates the file once per read, the first read included.
 package procfile
 
 import (
@@ -22,9 +24,10 @@ import (
 type File struct {
 	path string
 
-	mu  sync.Mutex
-	f   *os.File
-	buf []byte
+	mu   sync.Mutex
+	f    *os.File
+	buf  []byte
+	sbuf []byte // Stream's
 }
 
 // New returns a File for path. Nothing is opened until the first read, so an
@@ -88,21 +91,37 @@ const maxSize = 64 << 20
 func (f *File) readAt() ([]byte, error) {
 	buf := f.buf[:cap(f.buf)]
 	n := 0
+	// grown is where the buffer last filled up and grew: a read there that
+	// finds the end is ambiguous (see below).
+	grown := -1
 	for {
 		if n == len(buf) {
-			// Full: grow, and read again from the start. An integer
-			// sysctl answers a read at any offset but 0 with EOF, so
-			// going on from n would cut its value short.
+			// Full: grow and go on at offset n. A seq_file continues
+			// where the last read stopped without generating its
+			// content again, so even a first read of a large file
+			// walks the kernel's structures once.
 			if len(buf) >= maxSize {
 				return nil, fmt.Errorf("%s is larger than %d bytes", f.path, maxSize)
 			}
-			buf = append(buf, make([]byte, len(buf))...)
+			buf = append(buf[:n], make([]byte, len(buf))...)
 			buf = buf[:cap(buf)]
-			n = 0
+			grown = n
+		}
+		if readHook != nil {
+			readHook(f.path, n)
 		}
 		m, err := f.f.ReadAt(buf[n:], int64(n))
 		n += m
 		if errors.Is(err, io.EOF) || (err == nil && m == 0) {
+			if m == 0 && n == grown && n > 0 {
+				// The end came exactly where the buffer had filled
+				// up. Either the file is that long, or it is an
+				// integer sysctl, which answers a read at any offset
+				// but 0 with EOF: read it again from the start into
+				// the larger buffer, where it fits whole.
+				grown, n = -1, 0
+				continue
+			}
 			break
 		}
 		if err != nil {
@@ -111,6 +130,72 @@ func (f *File) readAt() ([]byte, error) {
 	}
 	f.buf = buf[:0]
 	return buf[:n], nil
+}
+
+// readHook, when set by a test, is called before every read with the
+// file's path and the offset read at.
+var readHook func(path string, off int)
+
+// Stream reads the file a piece at a time through a buffer of chunk bytes,
+// each read going on at the offset where the last one stopped (a seq_file
+// is generated once), so memory does not grow with the file. fn gets the
+// data read and not yet consumed and returns how much of its start it
+// consumed; the rest is handed to it again with the next piece. The buffer
+// grows only when fn consumes nothing of a full buffer. At the end of the
+// file fn is called with final set. Not for integer sysctls, which answer
+// reads at an offset but 0 with EOF: use Do.
+func (f *File) Stream(chunk int, fn func(data []byte, final bool) (consumed int, err error)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f == nil {
+		fd, err := os.Open(f.path)
+		if err != nil {
+			return err
+		}
+		f.f = fd
+	}
+	if cap(f.sbuf) < chunk {
+		f.sbuf = make([]byte, chunk)
+	}
+	buf := f.sbuf[:cap(f.sbuf)]
+	have, off := 0, 0
+	for retried := false; ; {
+		if have == len(buf) {
+			if len(buf) >= maxSize {
+				return fmt.Errorf("%s: a piece larger than %d bytes", f.path, maxSize)
+			}
+			buf = append(buf, make([]byte, len(buf))...)
+			buf = buf[:cap(buf)]
+		}
+		if readHook != nil {
+			readHook(f.path, off)
+		}
+		m, err := f.f.ReadAt(buf[have:], int64(off))
+		end := errors.Is(err, io.EOF) || (err == nil && m == 0)
+		if err != nil && !end {
+			if off == 0 && !retried {
+				// A stale descriptor (e.g. a remounted /proc): reopen once.
+				retried = true
+				f.f.Close()
+				fd, oerr := os.Open(f.path)
+				if oerr != nil {
+					f.f = nil
+					return fmt.Errorf("reading %s: %w", f.path, err)
+				}
+				f.f = fd
+				continue
+			}
+			return fmt.Errorf("reading %s: %w", f.path, err)
+		}
+		have += m
+		off += m
+		used, err := fn(buf[:have], end)
+		if err != nil || end {
+			f.sbuf = buf
+			return err
+		}
+		have = copy(buf, buf[used:have])
+	}
 }
 
 // Close releases the descriptor; a later read opens it again.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -143,9 +145,9 @@ func FuzzTokenizers(f *testing.F) {
 	})
 }
 
-// A buffer too small for the file grows and the file is read again from the
-// start: an integer sysctl answers any read at an offset but 0 with EOF, so
-// reading on from where the small buffer ended would cut the value short.
+// A buffer too small for an integer sysctl grows and the file is read again
+// from the start: a sysctl answers any read at an offset but 0 with EOF, so
+// the read that goes on where the small buffer ended finds nothing.
 func TestFileGrowsOnSysctl(t *testing.T) {
 	const path = "/proc/sys/vm/min_free_kbytes"
 	want, err := os.ReadFile(path)
@@ -190,6 +192,183 @@ func TestNodeZone(t *testing.T) {
 		}
 		if err != nil || string(node) != tc.node || string(zone) != tc.zone {
 			t.Errorf("%q: %q, %q, %v; want %q, %q", tc.in, node, zone, err, tc.node, tc.zone)
+		}
+	}
+}
+
+// recordReads records the offsets of every read of path until the test ends.
+func recordReads(t *testing.T, path string) *[]int {
+	t.Helper()
+	var offs []int
+	readHook = func(p string, off int) {
+		if p == path {
+			offs = append(offs, off)
+		}
+	}
+	t.Cleanup(func() { readHook = nil })
+	return &offs
+}
+
+// A first read of a seq_file larger than the starting buffer goes on at the
+// offset where each read stopped: the kernel generates the content once (a
+// read back at offset 0 would make it walk its zones and free lists again).
+// A file ending exactly where the buffer filled up is read again from 0,
+// once, since that is how an integer sysctl's EOF looks.
+func TestFirstReadOnce(t *testing.T) {
+	for _, path := range []string{"/proc/zoneinfo", "/proc/pagetypeinfo", "/proc/vmstat"} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			if _, err := os.ReadFile(path); err != nil {
+				livetest.Skip(t, "cannot read "+path+": "+err.Error())
+			}
+			offs := recordReads(t, path)
+			f := newSized(path, 128)
+			defer f.Close()
+			got := read(t, f)
+			if len(got) <= 128 {
+				t.Skipf("%s is only %d bytes", path, len(got))
+			}
+			zeros := 0
+			for i, o := range *offs {
+				if o == 0 {
+					zeros++
+				}
+				if i > 0 && o <= (*offs)[i-1] {
+					t.Errorf("read at offset %d after one at %d: %v", o, (*offs)[i-1], *offs)
+				}
+			}
+			if zeros != 1 {
+				t.Errorf("%d reads at offset 0 (%v), want 1", zeros, *offs)
+			}
+			// The second read fits the grown buffer: one read and the
+			// one that finds the end.
+			*offs = nil
+			read(t, f)
+			if len(*offs) != 1 || (*offs)[0] != 0 {
+				t.Errorf("second read at offsets %v, want [0]", *offs)
+			}
+		})
+	}
+	t.Run("exact fit", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "f")
+		content := strings.Repeat("x", 127) + "\n"
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		offs := recordReads(t, path)
+		f := newSized(path, 128)
+		defer f.Close()
+		if got := read(t, f); got != content {
+			t.Fatalf("read %q", got)
+		}
+		if want := []int{0, 128, 0}; !slices.Equal(*offs, want) {
+			t.Errorf("offsets %v, want %v", *offs, want)
+		}
+	})
+}
+
+// The same, counted in system calls: strace the test binary reading
+// /proc/zoneinfo once through a 128-byte starting buffer and count the
+// pread64 calls at offset 0.
+func TestFirstReadOnceStrace(t *testing.T) {
+	if os.Getenv("PROCFILE_STRACE_CHILD") == "1" {
+		f := newSized("/proc/zoneinfo", 128)
+		defer f.Close()
+		read(t, f)
+		return
+	}
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("no strace")
+	}
+	if _, err := os.ReadFile("/proc/zoneinfo"); err != nil {
+		livetest.Skip(t, "no /proc/zoneinfo: "+err.Error())
+	}
+	log := filepath.Join(t.TempDir(), "strace")
+	cmd := exec.Command(strace, "-f", "-qq", "-e", "trace=openat,pread64", "-o", log,
+		os.Args[0], "-test.run=^TestFirstReadOnceStrace$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PROCFILE_STRACE_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("cannot strace here: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := ""
+	var preads []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.Index(line, `openat(AT_FDCWD, "/proc/zoneinfo"`); i >= 0 {
+			if j := strings.LastIndex(line, "= "); j >= 0 {
+				fd = strings.TrimSpace(line[j+2:])
+			}
+			continue
+		}
+		if fd != "" && strings.Contains(line, "pread64("+fd+",") {
+			preads = append(preads, line)
+		}
+	}
+	if fd == "" || len(preads) < 2 {
+		t.Fatalf("strace shows no reads of /proc/zoneinfo (fd %q):\n%s", fd, b)
+	}
+	atZero := 0
+	for _, p := range preads {
+		if strings.HasSuffix(strings.TrimSpace(p[:strings.LastIndex(p, ")")]), ", 0") {
+			atZero++
+		}
+	}
+	t.Logf("%d pread64 calls of /proc/zoneinfo, %d at offset 0", len(preads), atZero)
+	if atZero != 1 {
+		t.Errorf("%d pread64 calls at offset 0, want 1:\n%s", atZero, strings.Join(preads, "\n"))
+	}
+}
+
+// Stream hands the file on in pieces, each read going on at the offset, and
+// what fn consumes adds up to the file; a piece fn does not consume grows
+// the buffer. On the live /proc/zoneinfo only the first read is at 0.
+func TestStream(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	var content strings.Builder
+	for i := range 500 {
+		content.WriteString("line " + strconv.Itoa(i) + "\n")
+	}
+	if err := os.WriteFile(path, []byte(content.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{1, 7, 100, 1 << 16} {
+		f := New(path)
+		var got []byte
+		err := f.Stream(chunk, func(data []byte, final bool) (int, error) {
+			n := len(data)
+			if !final {
+				n = bytes.LastIndexByte(data, '\n') + 1 // whole lines only
+			}
+			got = append(got, data[:n]...)
+			return n, nil
+		})
+		f.Close()
+		if err != nil || string(got) != content.String() {
+			t.Fatalf("chunk %d: %v, %d of %d bytes", chunk, err, len(got), content.Len())
+		}
+	}
+	if err := New(filepath.Join(t.TempDir(), "absent")).Stream(8, func([]byte, bool) (int, error) { return 0, nil }); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("absent file: %v", err)
+	}
+	if _, err := os.ReadFile("/proc/zoneinfo"); err != nil {
+		livetest.Skip(t, "no /proc/zoneinfo: "+err.Error())
+	}
+	offs := recordReads(t, "/proc/zoneinfo")
+	f := New("/proc/zoneinfo")
+	defer f.Close()
+	total := 0
+	if err := f.Stream(512, func(data []byte, _ bool) (int, error) { total += len(data); return len(data), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(*offs) < 3 || (*offs)[0] != 0 || total < 1024 {
+		t.Fatalf("offsets %v for %d bytes", *offs, total)
+	}
+	for i := 1; i < len(*offs); i++ {
+		if (*offs)[i] <= (*offs)[i-1] {
+			t.Errorf("read at %d after %d", (*offs)[i], (*offs)[i-1])
 		}
 	}
 }

@@ -1,0 +1,165 @@
+package textenc
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+)
+
+// expfmtText is what promhttp serves for mf in the text format.
+func expfmtText(t testing.TB, mf *dto.MetricFamily) string {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain)+"; escaping=underscores")
+	if err := enc.Encode(mf); err != nil {
+		t.Fatalf("expfmt: %v", err)
+	}
+	return buf.String()
+}
+
+func check(t *testing.T, mf *dto.MetricFamily) {
+	t.Helper()
+	if !Handles(mf) {
+		t.Fatalf("%s not handled", mf.GetName())
+	}
+	got, want := string(Append(nil, mf)), expfmtText(t, mf)
+	if got != want {
+		t.Errorf("%s:\nours\n%s\nexpfmt\n%s", mf.GetName(), got, want)
+	}
+	// expfmt's parser reads the same family back.
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(got))
+	if err != nil {
+		t.Fatalf("expfmt cannot parse ours: %v\n%s", err, got)
+	}
+	if len(fams) != 1 || len(fams[mf.GetName()].Metric) != len(mf.Metric) {
+		t.Errorf("parsed %v", fams)
+	}
+}
+
+func family(name string, typ dto.MetricType, help *string, metrics ...*dto.Metric) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: &name, Help: help, Type: &typ, Metric: metrics}
+}
+
+func gauge(v float64, labels ...string) *dto.Metric {
+	m := &dto.Metric{Gauge: &dto.Gauge{Value: &v}}
+	for i := 0; i+1 < len(labels); i += 2 {
+		m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(labels[i]), Value: proto.String(labels[i+1])})
+	}
+	return m
+}
+
+func TestMatchesExpfmt(t *testing.T) {
+	help := proto.String("Help with a \\ backslash,\na newline and \"quotes\".")
+	counter := func(v float64) *dto.Metric { return &dto.Metric{Counter: &dto.Counter{Value: &v}} }
+	untyped := &dto.Metric{Untyped: &dto.Untyped{Value: proto.Float64(-2.5)}, TimestampMs: proto.Int64(1700000000123)}
+	summary := &dto.Metric{
+		Label: []*dto.LabelPair{{Name: proto.String("a"), Value: proto.String("x")}},
+		Summary: &dto.Summary{SampleCount: proto.Uint64(7), SampleSum: proto.Float64(0.125), Quantile: []*dto.Quantile{
+			{Quantile: proto.Float64(0), Value: proto.Float64(1e-06)}, {Quantile: proto.Float64(0.5), Value: proto.Float64(math.NaN())},
+			{Quantile: proto.Float64(1), Value: proto.Float64(3.5e-05)}}},
+	}
+	for _, mf := range []*dto.MetricFamily{
+		family("g", dto.MetricType_GAUGE, nil, gauge(0), gauge(1), gauge(-1), gauge(math.Inf(1)), gauge(math.Inf(-1)), gauge(math.NaN())),
+		family("memfrag_zone_free_bytes", dto.MetricType_GAUGE, proto.String("Free."),
+			gauge(4096, "numa_node", "0", "zone", "DMA32"), gauge(1e6, "numa_node", "10", "zone", "Normal"),
+			gauge(123456789012345678, "numa_node", "1", "zone", "Normal"), gauge(0.1+0.2, "v", "quote \" back \\ nl \n end")),
+		family("c_total", dto.MetricType_COUNTER, help, counter(3), counter(1.5e-300), counter(math.MaxFloat64)),
+		family("ns:u", dto.MetricType_UNTYPED, proto.String(""), untyped),
+		family("s_seconds", dto.MetricType_SUMMARY, help, summary),
+	} {
+		check(t, mf)
+	}
+}
+
+// The families a real registry gathers: the Go and process collectors and a
+// labelled gauge vector.
+func TestMatchesExpfmtOnRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	gv := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "x_bytes", Help: "X."}, []string{"numa_node", "zone"})
+	gv.WithLabelValues("0", "Normal").Set(12345678)
+	gv.WithLabelValues("1", "DMA").Set(0.5)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), gv)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if Handles(mf) {
+			check(t, mf)
+			n++
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d of %d families handled", n, len(mfs))
+	}
+}
+
+func TestNotHandled(t *testing.T) {
+	h := &dto.Metric{Histogram: &dto.Histogram{SampleCount: proto.Uint64(1)}}
+	for _, mf := range []*dto.MetricFamily{
+		family("h", dto.MetricType_HISTOGRAM, nil, h),
+		family("empty", dto.MetricType_GAUGE, nil),
+		family("dotted.name", dto.MetricType_GAUGE, nil, gauge(1)),
+		family("g", dto.MetricType_GAUGE, nil, gauge(1, "la:bel", "v")),
+		family("g", dto.MetricType_GAUGE, nil, &dto.Metric{Counter: &dto.Counter{Value: proto.Float64(1)}}),
+		family("s", dto.MetricType_SUMMARY, nil, &dto.Metric{Label: gauge(0, "quantile", "x").Label, Summary: &dto.Summary{}}),
+	} {
+		if Handles(mf) {
+			t.Errorf("%s (%v) handled", mf.GetName(), mf.GetType())
+		}
+	}
+}
+
+// Any name, label value and value: ours is expfmt's text, or not handled.
+func FuzzMatchesExpfmt(f *testing.F) {
+	f.Add("memfrag_x", "zone", "Normal", 1.5, "help")
+	f.Add("a:b", "l", "\"\\\n", math.Inf(-1), "\\n")
+	f.Add("9x", "é", "\xff", 0.0, "")
+	f.Fuzz(func(t *testing.T, name, label, value string, v float64, help string) {
+		mf := family(name, dto.MetricType_GAUGE, &help, gauge(v, label, value), gauge(-v))
+		if !Handles(mf) {
+			if legacyName(name, true) && legacyName(label, false) {
+				t.Fatalf("legacy names %q %q not handled", name, label)
+			}
+			return
+		}
+		if !model.LegacyValidation.IsValidMetricName(name) {
+			t.Fatalf("%q handled but not a legacy name", name)
+		}
+		got, want := string(Append(nil, mf)), expfmtText(t, mf)
+		if got != want {
+			t.Fatalf("ours\n%q\nexpfmt\n%q", got, want)
+		}
+	})
+}
+
+func BenchmarkAppend(b *testing.B) {
+	var metrics []*dto.Metric
+	for i := range 200 {
+		metrics = append(metrics, gauge(float64(i)*4096+0.5, "numa_node", "0", "zone", "Normal", "order", "3"))
+	}
+	mf := family("memfrag_buddy_free_blocks", dto.MetricType_GAUGE, proto.String("Free blocks."), metrics...)
+	b.Run("textenc", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf = Append(buf[:0], mf)
+		}
+	})
+	b.Run("expfmt", func(b *testing.B) {
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			expfmt.MetricFamilyToText(&buf, mf)
+		}
+	})
+}

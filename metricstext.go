@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/memfrag/memfrag_exporter/internal/textenc"
+)
+
+// textHandler serves the metrics in the text format 0.0.4, which is what
+// Prometheus and most clients negotiate, through textenc; every other
+// request (protobuf, a name[] filter) goes to promhttp's handler. The
+// response is the same as promhttp's: same bytes, headers, error counter
+// and in-flight limit.
+type textHandler struct {
+	gatherer prometheus.TransactionalGatherer
+	promhttp http.Handler
+	errCnt   *prometheus.CounterVec
+	sem      chan struct{} // nil: no limit
+	maxReq   int
+	errLog   stdlogAdapter
+	bufs     sync.Pool
+}
+
+func newTextHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, errLog stdlogAdapter) *textHandler {
+	h := &textHandler{
+		gatherer: gatherer,
+		// The limit is applied here, for both paths.
+		promhttp: promhttp.HandlerForTransactional(gatherer, promhttp.HandlerOpts{
+			DisableCompression: true,
+			ErrorHandling:      promhttp.ContinueOnError,
+			ErrorLog:           errLog,
+			Registry:           registry,
+		}),
+		maxReq: maxRequests,
+		errLog: errLog,
+	}
+	if maxRequests > 0 {
+		h.sem = make(chan struct{}, maxRequests)
+	}
+	// promhttp registered its error counter in registry: count into the
+	// same one.
+	h.errCnt = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promhttp_metric_handler_errors_total",
+		Help: "Total number of internal errors encountered by the promhttp metric handler.",
+	}, []string{"cause"})
+	if err := registry.Register(h.errCnt); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			h.errCnt = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	return h
+}
+
+func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.sem != nil {
+		select {
+		case h.sem <- struct{}{}:
+			defer func() { <-h.sem }()
+		default:
+			http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", h.maxReq), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	format := expfmt.Negotiate(r.Header)
+	if format.FormatType() != expfmt.TypeTextPlain || r.URL != nil && r.URL.RawQuery != "" && r.URL.Query().Has("name[]") {
+		h.promhttp.ServeHTTP(w, r)
+		return
+	}
+	mfs, done, err := h.gatherer.Gather()
+	defer done()
+	if err != nil {
+		h.errLog.Println("error gathering metrics:", err)
+		h.errCnt.WithLabelValues("gathering").Inc()
+		if len(mfs) == 0 {
+			http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	bp, _ := h.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	out := appender{(*bp)[:0]}
+	var enc expfmt.Encoder // for the families textenc leaves to expfmt
+	for _, mf := range mfs {
+		if textenc.Handles(mf) {
+			out.b = textenc.Append(out.b, mf)
+			continue
+		}
+		if enc == nil {
+			enc = expfmt.NewEncoder(&out, format)
+		}
+		if err := enc.Encode(mf); err != nil {
+			h.errLog.Println("error encoding and sending metric family:", err)
+			h.errCnt.WithLabelValues("encoding").Inc()
+		}
+	}
+	w.Header().Add("Vary", "Accept")
+	w.Header().Set("Content-Type", string(format))
+	if _, err := w.Write(out.b); err != nil {
+		h.errLog.Println("error encoding and sending metric family:", err)
+		h.errCnt.WithLabelValues("encoding").Inc()
+	}
+	*bp = out.b
+	if cap(out.b) <= 4<<20 { // a rare huge response is not kept
+		h.bufs.Put(bp)
+	}
+}
+
+// appender is an io.Writer appending to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}

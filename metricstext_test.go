@@ -1,0 +1,101 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// fixedRegistry holds families of every type with fixed values, so two
+// handlers serving it must give the same bytes.
+func fixedRegistry(t *testing.T) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "memfrag_test_bytes", Help: "Test \"gauge\"\nwith \\ escapes."}, []string{"numa_node", "zone"})
+	g.WithLabelValues("0", "Normal").Set(1e6)
+	g.WithLabelValues("1", "DMA32").Set(0.1)
+	g.WithLabelValues("1", "we\"ird\\\n").Set(-3)
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "memfrag_test_total", Help: "Test counter."})
+	c.Add(42)
+	s := prometheus.MustNewConstSummary(prometheus.NewDesc("memfrag_test_seconds", "Test summary.", nil, nil), 9, 1.5, map[float64]float64{0.5: 0.1, 0.99: 0.9})
+	h := prometheus.MustNewConstHistogram(prometheus.NewDesc("memfrag_test_hist_seconds", "Test histogram.", []string{"a"}, nil), 5, 2.5, map[float64]uint64{0.1: 1, 1: 4}, "x")
+	u := prometheus.MustNewConstMetric(prometheus.NewDesc("memfrag_test_untyped", "Test untyped.", nil, nil), prometheus.UntypedValue, 7)
+	reg.MustRegister(g, c, constCollector{s, h, u})
+	return reg
+}
+
+type constCollector []prometheus.Metric
+
+func (c constCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c {
+		ch <- m.Desc()
+	}
+}
+
+func (c constCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c {
+		ch <- m
+	}
+}
+
+func serve(t *testing.T, h http.Handler, url, accept string) (int, http.Header, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, url, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, rec.Result().Header, string(body)
+}
+
+// Every format a client may negotiate gets the body and headers promhttp
+// gives it: text 0.0.4 through textenc (the histogram through expfmt),
+// OpenMetrics (not enabled, so text), protobuf, and a name[] filter.
+func TestTextHandlerMatchesPromhttp(t *testing.T) {
+	reg := fixedRegistry(t)
+	ours := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 0, stdlogAdapter{log.NewNopLogger()})
+	ref := promhttp.HandlerFor(reg, promhttp.HandlerOpts{DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
+	for _, tc := range []struct{ url, accept string }{
+		{"/metrics", ""},
+		{"/metrics", "text/plain;version=0.0.4"},
+		{"/metrics", "*/*"},
+		{"/metrics", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"},
+		{"/metrics", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
+		{"/metrics?name[]=memfrag_test_total", ""},
+	} {
+		code, hdr, body := serve(t, ours, tc.url, tc.accept)
+		wantCode, wantHdr, want := serve(t, ref, tc.url, tc.accept)
+		if code != wantCode || body != want {
+			t.Errorf("%s %q: %d\n%q\npromhttp %d\n%q", tc.url, tc.accept, code, body, wantCode, want)
+		}
+		for _, k := range []string{"Content-Type", "Vary"} {
+			if hdr.Get(k) != wantHdr.Get(k) {
+				t.Errorf("%s %q: %s %q, promhttp %q", tc.url, tc.accept, k, hdr.Get(k), wantHdr.Get(k))
+			}
+		}
+		if len(body) < 40 {
+			t.Errorf("%s %q: body %q is too short to compare", tc.url, tc.accept, body)
+		}
+	}
+}
+
+// The in-flight limit holds for the text path, as promhttp's did.
+func TestTextHandlerLimit(t *testing.T) {
+	reg := fixedRegistry(t)
+	h := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 1, stdlogAdapter{log.NewNopLogger()})
+	h.sem <- struct{}{} // one request in flight
+	if code, _, _ := serve(t, h, "/metrics", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("over the limit: %d, want 503", code)
+	}
+	<-h.sem
+	if code, _, _ := serve(t, h, "/metrics", ""); code != http.StatusOK {
+		t.Errorf("under the limit: %d, want 200", code)
+	}
+}
