@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A stranger who opens plain connections to the TLS port makes the HTTP
+// server log one "TLS handshake error" per connection (115 bytes each; 2,000
+// in 0.84 s on loopback before). Through serverErrorLog a burst costs one
+// line per interval.
+func TestServerErrorLogBoundsHandshakeFlood(t *testing.T) {
+	var buf lockedBuffer
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	srv.Config.ErrorLog = newServerErrorLog(log.NewLogfmtLogger(&buf))
+	srv.StartTLS()
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	const n = 300
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		io.ReadAll(c)
+		c.Close()
+	}
+	time.Sleep(100 * time.Millisecond) // the last handshake errors are logged
+	out := buf.String()
+	lines := strings.Count(out, "\n")
+	t.Logf("%d plain connections to a TLS port: %d log lines, %d bytes", n, lines, len(out))
+	if lines != 1 || !strings.Contains(out, "TLS handshake error") {
+		t.Errorf("want the first handshake error logged and the others suppressed, got %d lines:\n%s", lines, out)
+	}
+}
+
+func TestServerErrorLogInterval(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	l := &serverErrorLog{logger: log.NewLogfmtLogger(&buf), every: 10 * time.Second, now: func() time.Time { return now }}
+	for _, step := range []struct {
+		after time.Duration
+		want  string // the line logged, "" for suppressed
+	}{
+		{0, "suppressed=0"},
+		{time.Second, ""},
+		{8 * time.Second, ""},
+		{time.Second, "suppressed=2"},
+		{9 * time.Second, ""},
+		{20 * time.Second, "suppressed=1"},
+	} {
+		now = now.Add(step.after)
+		buf.Reset()
+		l.Write([]byte("http: TLS handshake error from 192.0.2.9:1: EOF\n"))
+		got := buf.String()
+		if step.want == "" && got != "" || step.want != "" && !strings.Contains(got, step.want) {
+			t.Errorf("after %v: logged %q, want %q", step.after, got, step.want)
+		}
+	}
+}
