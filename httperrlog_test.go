@@ -3,42 +3,26 @@ package main
 import (
 	"bytes"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-kit/log"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A stranger who opens plain connections to the TLS port makes the HTTP
 // server log one "TLS handshake error" per connection (115 bytes each; 2,000
 // in 0.84 s on loopback before). Through serverErrorLog a burst costs one
 // line per interval.
 func TestServerErrorLogBoundsHandshakeFlood(t *testing.T) {
-	var buf lockedBuffer
+	var buf bytes.Buffer // written under el.mu
+	el := &serverErrorLog{logger: log.NewLogfmtLogger(&buf), every: serverErrorLogEvery, now: time.Now}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
-	srv.Config.ErrorLog = newServerErrorLog(log.NewLogfmtLogger(&buf))
+	srv.Config.ErrorLog = stdlog.New(el, "", 0)
 	srv.StartTLS()
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "https://")
@@ -54,7 +38,9 @@ func TestServerErrorLogBoundsHandshakeFlood(t *testing.T) {
 		c.Close()
 	}
 	time.Sleep(100 * time.Millisecond) // the last handshake errors are logged
+	el.mu.Lock()
 	out := buf.String()
+	el.mu.Unlock()
 	lines := strings.Count(out, "\n")
 	t.Logf("%d plain connections to a TLS port: %d log lines, %d bytes", n, lines, len(out))
 	if lines != 1 || !strings.Contains(out, "TLS handshake error") {
