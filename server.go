@@ -95,7 +95,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       idleTimeout,
 		ConnState:         s.conns.connState,
-		ErrorLog:          newServerErrorLog(logger),
+		ErrorLog:          newServerErrorLog(logger, "http"),
 	}
 	return s, nil
 }
@@ -318,12 +318,14 @@ func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
 }
 
 // metricsHandler serves gatherer, gzipped (see fastgzip);
-// promhttp's own error counter goes to registry.
+// promhttp's own error counter goes to registry. Its error log is rate
+// limited: a scraper that resets the connection makes it log one line per
+// metric family.
 func metricsHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
 	return fastgzip.Handler(promhttp.HandlerForTransactional(gatherer, promhttp.HandlerOpts{
 		DisableCompression:  true,
 		ErrorHandling:       promhttp.ContinueOnError,
-		ErrorLog:            stdlogAdapter{logger},
+		ErrorLog:            newServerErrorLog(logger, "metrics"),
 		MaxRequestsInFlight: maxRequests,
 		Registry:            registry,
 	}))
