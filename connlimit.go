@@ -16,15 +16,19 @@ import (
 // connection that is not in a request (still sending its headers, or idle
 // between requests) is closed to make room, so a legitimate client that
 // sends its request at once (Alertmanager, Prometheus, a probe) gets
-// through however many slow connections are open. Only when every
-// connection is inside a handler, which the server's timeouts bound, is
-// the new one closed.
+// through however many slow connections are open. When every connection
+// is inside a handler, the one that has been in its request longest is
+// closed: a stranger can hold a handler for the server's read and write
+// timeouts (a body trickled to a page that does not read it, a reply it
+// does not read), and refusing the new connection instead would let 512
+// such connections keep Alertmanager and Prometheus out for good.
 type connLimiter struct {
 	max int
 
 	mu    sync.Mutex
 	open  int
 	quiet *list.List // *limitedConn not in a request, oldest first
+	busy  *list.List // *limitedConn in a request, longest in it first
 
 	openGauge prometheus.Gauge
 	shed      *prometheus.CounterVec
@@ -34,13 +38,14 @@ func newConnLimiter(max int) *connLimiter {
 	l := &connLimiter{
 		max:   max,
 		quiet: list.New(),
+		busy:  list.New(),
 		openGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "memfrag_http_open_connections",
 			Help: "Connections the HTTP server holds open.",
 		}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "memfrag_http_connections_shed_total",
-			Help: "Connections closed by the server's connection bound: evicted (the oldest one that was sending its headers or idle, to make room for a new one) or refused (every open one was in a request).",
+			Help: "Connections closed by the server's connection bound to make room for a new one: evicted (the oldest one that was sending its headers or idle or, when every open one was in a request, the one longest in its request) or refused (none could be closed).",
 		}, []string{"reason"}),
 	}
 	l.shed.WithLabelValues("evicted")
@@ -78,7 +83,8 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 type limitedConn struct {
 	net.Conn
 	lim    *connLimiter
-	elem   *list.Element // in lim.quiet while not in a request; under lim.mu
+	elem   *list.Element // in lim.quiet or lim.busy; under lim.mu
+	in     *list.List    // the list elem is in; under lim.mu
 	closed bool          // under lim.mu
 }
 
@@ -88,7 +94,11 @@ func (l *connLimiter) admit(c net.Conn) *limitedConn {
 	l.mu.Lock()
 	var victim *limitedConn
 	if l.open >= l.max {
-		if e := l.quiet.Front(); e != nil {
+		e := l.quiet.Front()
+		if e == nil {
+			e = l.busy.Front()
+		}
+		if e != nil {
 			victim = e.Value.(*limitedConn)
 			l.dropLocked(victim)
 		} else {
@@ -100,7 +110,7 @@ func (l *connLimiter) admit(c net.Conn) *limitedConn {
 	}
 	lc := &limitedConn{Conn: c, lim: l}
 	l.open++
-	lc.elem = l.quiet.PushBack(lc)
+	lc.elem, lc.in = l.quiet.PushBack(lc), l.quiet
 	l.openGauge.Set(float64(l.open))
 	l.mu.Unlock()
 	if victim != nil {
@@ -116,10 +126,7 @@ func (l *connLimiter) dropLocked(c *limitedConn) {
 		return
 	}
 	c.closed = true
-	if c.elem != nil {
-		l.quiet.Remove(c.elem)
-		c.elem = nil
-	}
+	l.unlistLocked(c)
 	l.open--
 	l.openGauge.Set(float64(l.open))
 }
@@ -131,8 +138,17 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// connState is the http.Server's ConnState hook: a connection in a request
-// cannot be evicted; a new or idle one can, the longest quiet first.
+// unlistLocked takes c out of the quiet or busy list. It holds l.mu.
+func (l *connLimiter) unlistLocked(c *limitedConn) {
+	if c.elem != nil {
+		c.in.Remove(c.elem)
+		c.elem, c.in = nil, nil
+	}
+}
+
+// connState is the http.Server's ConnState hook: a new or idle connection
+// is evicted first, the longest quiet first; one in a request only when no
+// connection is quiet, the longest in its request first.
 func (l *connLimiter) connState(c net.Conn, state http.ConnState) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
@@ -148,15 +164,11 @@ func (l *connLimiter) connState(c net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateActive:
-		if lc.elem != nil {
-			l.quiet.Remove(lc.elem)
-			lc.elem = nil
-		}
+		l.unlistLocked(lc)
+		lc.elem, lc.in = l.busy.PushBack(lc), l.busy
 	case http.StateNew, http.StateIdle:
-		if lc.elem != nil {
-			l.quiet.Remove(lc.elem)
-		}
-		lc.elem = l.quiet.PushBack(lc)
+		l.unlistLocked(lc)
+		lc.elem, lc.in = l.quiet.PushBack(lc), l.quiet
 	case http.StateHijacked, http.StateClosed:
 		l.dropLocked(lc)
 	}

@@ -17,8 +17,8 @@ import (
 
 // The bound in isolation, with a real http.Server on loopback: quiet
 // connections (headers unfinished, or idle after a request) are evicted
-// oldest first to let a new one in; connections inside a handler are not,
-// and when all are, the new one is refused.
+// oldest first to let a new one in; when every one is inside a handler,
+// the one longest in its request is.
 func TestConnLimiter(t *testing.T) {
 	lim := newConnLimiter(3)
 	release := make(chan struct{})
@@ -90,27 +90,38 @@ func TestConnLimiter(t *testing.T) {
 	}
 	waitOpen(0)
 
-	// Three connections inside a handler cannot be evicted: a fourth is refused.
+	// When all three are inside a handler, a fourth closes the one longest
+	// in its request and is served: a stranger holding handlers (a trickled
+	// body, a reply never read) must not keep new clients out.
 	var busy []net.Conn
 	for range 3 {
 		busy = append(busy, dial("GET /block HTTP/1.1\r\nHost: x\r\n\r\n"))
 		<-inHandler
 	}
 	e := dial("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
-	if !closedByServer(e) {
-		t.Error("a connection beyond the bound was served while every open one was in a handler")
+	resp, err = http.ReadResponse(bufio.NewReader(e), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("new connection while every open one is in a handler: %v", err)
 	}
-	if got := testutil.ToFloat64(lim.shed.WithLabelValues("refused")); got != 1 {
-		t.Errorf("refused %v, want 1", got)
+	resp.Body.Close()
+	if got := testutil.ToFloat64(lim.shed.WithLabelValues("evicted")); got != 2 {
+		t.Errorf("evicted %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(lim.shed.WithLabelValues("refused")); got != 0 {
+		t.Errorf("refused %v, want 0", got)
 	}
 	close(release)
-	for _, x := range busy {
+	if !closedByServer(busy[0]) {
+		t.Error("the connection longest in a handler was not evicted")
+	}
+	for _, x := range busy[1:] {
 		resp, err := http.ReadResponse(bufio.NewReader(x), nil)
 		if err != nil || resp.StatusCode != 200 {
-			t.Errorf("request in a handler at the bound: %v", err)
+			t.Errorf("younger request in a handler at the bound: %v", err)
 		}
 		x.Close()
 	}
+	busy[0].Close()
 	e.Close()
 }
 

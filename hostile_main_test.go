@@ -558,3 +558,42 @@ func TestHostileWebConfigBreaksAtRuntime(t *testing.T) {
 		t.Errorf("webhook after the web config was fixed: %d %v", code, err)
 	}
 }
+
+// Connections a stranger holds inside a handler, beyond the bound: a body
+// trickled to the landing page (the server waits for it before replying;
+// replies never read hold a handler the same way, for the write timeout).
+// Before, once 512 were held, every new connection was closed
+// until the server's read and write timeouts (30 s, 60 s) let them go, so
+// the stranger kept Alertmanager out for good by reopening them. Now the
+// one longest in its request makes room, and the webhook gets through.
+func TestHostileHeldHandlers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods the binary with connections")
+	}
+	raiseNoFile(t, 4000)
+	cmd, addr, logs := startRemediating(t)
+	attacks := []struct {
+		name string
+		open func(net.Conn)
+	}{
+		{"trickled body to /", func(c net.Conn) {
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx")
+		}},
+	}
+	for _, a := range attacks {
+		f := startFlood(addr, 600, 4, a.open)
+		f.wait()
+		time.Sleep(time.Second) // the requests are inside their handlers
+		for i := range 3 {
+			code, body, took, err := webhook(addr, fmt.Sprintf("held-%s-%d", a.name, i), bearer(hostileToken))
+			t.Logf("%s, 600 held: webhook %d in %v (RSS %d MiB)", a.name, code, took, vmRSS(t, cmd.Process.Pid)>>20)
+			if err != nil || code != http.StatusOK {
+				t.Errorf("%s: webhook while strangers hold handlers: %d %v %s", a.name, code, err, body)
+			}
+		}
+		f.end()
+	}
+	if t.Failed() {
+		t.Log(logs.String())
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -126,11 +125,4 @@ func goKitLevel(l slog.Level) level.Value {
 	default:
 		return level.DebugValue()
 	}
-}
-
-// stdlogAdapter lets promhttp report encoding errors through go-kit.
-type stdlogAdapter struct{ logger log.Logger }
-
-func (a stdlogAdapter) Println(v ...any) {
-	level.Error(a.logger).Log("msg", fmt.Sprint(v...))
 }

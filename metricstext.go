@@ -24,11 +24,11 @@ type textHandler struct {
 	errCnt   *prometheus.CounterVec
 	sem      chan struct{} // nil: no limit
 	maxReq   int
-	errLog   stdlogAdapter
+	errLog   promhttp.Logger
 	bufs     sync.Pool
 }
 
-func newTextHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, errLog stdlogAdapter) *textHandler {
+func newTextHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, errLog promhttp.Logger) *textHandler {
 	h := &textHandler{
 		gatherer: gatherer,
 		// The limit is applied here, for both paths.

@@ -2,11 +2,11 @@ package main
 
 import (
 	"io"
+	stdlog "log"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -60,7 +60,7 @@ func serve(t *testing.T, h http.Handler, url, accept string) (int, http.Header, 
 // OpenMetrics (not enabled, so text), protobuf, and a name[] filter.
 func TestTextHandlerMatchesPromhttp(t *testing.T) {
 	reg := fixedRegistry(t)
-	ours := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 0, stdlogAdapter{log.NewNopLogger()})
+	ours := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 0, stdlog.New(io.Discard, "", 0))
 	ref := promhttp.HandlerFor(reg, promhttp.HandlerOpts{DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
 	for _, tc := range []struct{ url, accept string }{
 		{"/metrics", ""},
@@ -89,7 +89,7 @@ func TestTextHandlerMatchesPromhttp(t *testing.T) {
 // The in-flight limit holds for the text path, as promhttp's did.
 func TestTextHandlerLimit(t *testing.T) {
 	reg := fixedRegistry(t)
-	h := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 1, stdlogAdapter{log.NewNopLogger()})
+	h := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 1, stdlog.New(io.Discard, "", 0))
 	h.sem <- struct{}{} // one request in flight
 	if code, _, _ := serve(t, h, "/metrics", ""); code != http.StatusServiceUnavailable {
 		t.Errorf("over the limit: %d, want 503", code)

@@ -94,6 +94,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       idleTimeout,
 		ConnState:         s.conns.connState,
+		ErrorLog:          newServerErrorLog(logger, "http"),
 	}
 	return s, nil
 }
@@ -318,9 +319,11 @@ func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
 
 // metricsHandler serves gatherer, gzipped (see fastgzip), in the text
 // format through textenc and in other formats through promhttp (see
-// textHandler); promhttp's own error counter goes to registry.
+// textHandler); promhttp's own error counter goes to registry. Its error log
+// is rate limited: a scraper that resets the connection makes it log one line
+// per metric family.
 func metricsHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
-	return fastgzip.Handler(newTextHandler(gatherer, registry, maxRequests, stdlogAdapter{logger}))
+	return fastgzip.Handler(newTextHandler(gatherer, registry, maxRequests, newServerErrorLog(logger, "metrics")))
 }
 
 // pageRemediations adapts the receiver's decisions to the landing page's

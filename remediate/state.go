@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -81,11 +82,20 @@ func (r *Receiver) loadState(now time.Time) bool {
 
 // readStateFile reads and checks a state file.
 func readStateFile(path string) (*stateFile, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO at the path would otherwise block the start until
+	// something writes to it; it is refused below like any non-regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening state file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading state file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("state file %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading state file %s: %w", path, err)

@@ -167,17 +167,23 @@ func TestStateFileBadFailsClosed(t *testing.T) {
 		{"misses out of range", strings.Replace(valid, `"memory":{}`, `"memory":{"all":{"misses":99}}`, 1)},
 		{"too large", valid + strings.Repeat(" ", maxStateBytes)},
 		{"directory", ""},
+		{"fifo", ""}, // opening it must not wait for a writer
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTree(t, "buddyinfo-fragmented")
 			clock := newFakeClock()
 			cfg := testConfig(tr, clock)
 			cfg.StateFile = filepath.Join(t.TempDir(), "state.json")
-			if tc.name == "directory" {
+			switch tc.name {
+			case "directory":
 				if err := os.Mkdir(cfg.StateFile, 0o755); err != nil {
 					t.Fatal(err)
 				}
-			} else {
+			case "fifo":
+				if err := syscall.Mkfifo(cfg.StateFile, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			default:
 				mustWrite(t, cfg.StateFile, tc.content)
 			}
 			r, logs := newLoggedReceiver(t, cfg)
