@@ -124,6 +124,12 @@ type flood struct {
 }
 
 func startFlood(addr string, n, workers int, open func(net.Conn)) *flood {
+	return startFloodWith(&net.Dialer{Timeout: 2 * time.Second}, addr, n, workers, open)
+}
+
+// startFloodWith is startFlood with the attacker's own dialer (socket
+// options set before connecting).
+func startFloodWith(d *net.Dialer, addr string, n, workers int, open func(net.Conn)) *flood {
 	f := &flood{stop: make(chan struct{})}
 	per := n / workers
 	for range workers {
@@ -136,7 +142,7 @@ func startFlood(addr string, n, workers int, open func(net.Conn)) *flood {
 					return
 				default:
 				}
-				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				c, err := d.Dial("tcp", addr)
 				if err != nil {
 					continue
 				}
@@ -404,8 +410,8 @@ func TestHostileAuthFlood(t *testing.T) {
 		if tc.args != nil {
 			bin := buildBinary(t)
 			dir := t.TempDir()
-			var logs *bytes.Buffer
-			cmd, addr, logs = startWithAuth(t, bin, append([]string{"--path.procfs=collector/testdata/seed-before/proc", "--path.sysfs=" + dir,
+			var logs *strings.Builder
+			cmd, addr, logs = startExporter(t, bin, append([]string{"--path.procfs=collector/testdata/seed-before/proc", "--path.sysfs=" + dir,
 				"--remediate.enable", "--remediate.dry-run", "--remediate.node-name=node-a"}, tc.args...)...)
 			if !strings.Contains(logs.String(), "basic_auth_users in --web.config.file also guard /remediate") {
 				t.Errorf("no warning about basic auth in front of /remediate:\n%s", logs)
@@ -479,32 +485,6 @@ func randomHex() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// startWithAuth runs the binary whose every path needs basic auth: the
-// readiness check is any HTTP answer.
-func startWithAuth(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
-	t.Helper()
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
-	logs := &bytes.Buffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/-/healthy")
-		if err == nil {
-			resp.Body.Close()
-			return cmd, addr, logs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exporter did not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // procCPU is the user+system CPU time the process used so far.
@@ -590,6 +570,52 @@ func TestHostileHeldHandlers(t *testing.T) {
 			if err != nil || code != http.StatusOK {
 				t.Errorf("%s: webhook while strangers hold handlers: %d %v %s", a.name, code, err, body)
 			}
+		}
+		f.end()
+	}
+	if t.Failed() {
+		t.Log(logs.String())
+	}
+}
+
+// TestHostilePipelinedSlowReaders: strangers pipeline requests for the
+// landing page and the metrics and never read the replies, through a 1 KiB
+// receive buffer, so every response they get stays blocked in its write for
+// the whole write timeout. The in-flight bounds of / and /metrics keep one
+// rendered response per slot, not per connection, and the webhook still
+// gets through.
+func TestHostilePipelinedSlowReaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods the binary with connections")
+	}
+	raiseNoFile(t, 2000)
+	cmd, addr, logs := startRemediating(t)
+	tinyRcvbuf := &net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	for _, path := range []string{"/", "/metrics"} {
+		req := strings.Repeat("GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n", 60)
+		f := startFloodWith(tinyRcvbuf, addr, 500, 4, func(c net.Conn) { io.WriteString(c, req) })
+		f.wait()
+		var peak uint64
+		for range 15 { // 3 s: the replies pile up behind the unread ones
+			peak = max(peak, vmRSS(t, cmd.Process.Pid))
+			time.Sleep(200 * time.Millisecond)
+		}
+		code, body, took, err := webhook(addr, "pipelined-"+path, bearer(hostileToken))
+		t.Logf("500 connections pipelining 60 x GET %s, replies unread: peak RSS %.1f MiB; webhook %d in %v", path, float64(peak)/(1<<20), code, took)
+		if err != nil || code != http.StatusOK {
+			t.Errorf("GET %s flood: webhook %d %v %s", path, code, err, body)
+		}
+		if peak > 48<<20 {
+			t.Errorf("GET %s flood: peak RSS %d MiB, want below 48 MiB (the DaemonSet's limit is 64 MiB)", path, peak>>20)
 		}
 		f.end()
 	}

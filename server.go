@@ -69,7 +69,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 			return nil, err
 		}
 	}
-	mux.Handle(o.metricsPath, metricsHandler(exporter.WithGatherer(registry), registry, o.maxRequests, logger))
+	mux.Handle(o.metricsPath, limitInFlight(metricsHandler(exporter.WithGatherer(registry), registry, o.maxRequests, logger), o.maxRequests))
 	// Probes for Kubernetes and load balancers: the process is up and serving.
 	// They do not read the kernel, so a broken source never restarts the pod.
 	for _, p := range []string{"/-/healthy", "/-/ready"} {
@@ -84,7 +84,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 			s.close()
 			return nil, err
 		}
-		mux.Handle("/", landing)
+		mux.Handle("/", limitInFlight(landing, landingPageInFlight))
 	}
 	s.http = &http.Server{
 		Handler:           mux,

@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-AM_VERSION=v0.31.1 # first releases with templated webhook URLs; v0.32+ need a UI build to compile
+# shellcheck source=e2e/lib/alertmanager.sh
+source e2e/lib/alertmanager.sh
 rules=alerts/memfrag.rules.yml
 tests=alerts/memfrag.rules.test.yml
 amcfg=alerts/alertmanager.yml
@@ -18,19 +19,6 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 command -v promtool >/dev/null || fail "promtool not found (Debian package prometheus, see .ci/apt-packages)"
 
-# ensure_alertmanager builds alertmanager and amtool at $AM_VERSION unless
-# the cached binaries already are that version.
-ensure_alertmanager() {
-	local bin
-	bin="$(go env GOPATH)/bin"
-	if go version -m "$bin/amtool" 2>/dev/null | grep -q "github.com/prometheus/alertmanager[[:space:]]*$AM_VERSION" &&
-		go version -m "$bin/alertmanager" 2>/dev/null | grep -q "github.com/prometheus/alertmanager[[:space:]]*$AM_VERSION"; then
-		return
-	fi
-	echo "building alertmanager and amtool $AM_VERSION (once; cached in $bin)"
-	go install "github.com/prometheus/alertmanager/cmd/alertmanager@$AM_VERSION" \
-		"github.com/prometheus/alertmanager/cmd/amtool@$AM_VERSION"
-}
 ensure_alertmanager
 amtool="$(go env GOPATH)/bin/amtool"
 

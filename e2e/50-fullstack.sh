@@ -29,7 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-AM_VERSION=v0.31.1 # as in e2e/40-alerts.sh
+# shellcheck source=e2e/lib/alertmanager.sh
+source e2e/lib/alertmanager.sh
 PORT_A=29791 PORT_B=29792 PORT_PROM=29793 PORT_AM=29794
 BUDGET=150 # seconds for the run, start-up included, builds excluded
 
@@ -80,11 +81,7 @@ for tool in curl jq promtool prometheus go; do
 	command -v "$tool" >/dev/null || fail "$tool not found (see .ci/apt-packages)"
 done
 gobin="$(go env GOPATH)/bin"
-if ! go version -m "$gobin/alertmanager" 2>/dev/null | grep -q "github.com/prometheus/alertmanager[[:space:]]*$AM_VERSION"; then
-	log "building alertmanager $AM_VERSION (once; cached in $gobin)"
-	go install "github.com/prometheus/alertmanager/cmd/alertmanager@$AM_VERSION" \
-		"github.com/prometheus/alertmanager/cmd/amtool@$AM_VERSION"
-fi
+ensure_alertmanager
 exporter_bin=${MEMFRAG_EXPORTER:-}
 if [ -z "$exporter_bin" ]; then
 	make -s build

@@ -33,7 +33,8 @@ repo=$PWD
 # shellcheck source=e2e/lib/kube-apiserver.sh
 source e2e/lib/kube-apiserver.sh
 
-AM_VERSION=v0.31.1 # as in e2e/40-alerts.sh and e2e/50-fullstack.sh
+# shellcheck source=e2e/lib/alertmanager.sh
+source e2e/lib/alertmanager.sh
 N=2 NODES=4 LEASE=6 HOLD=3
 PORT_API=29861 PORT_AM=29876
 port_of() { echo $((29870 + $1)); }
@@ -86,11 +87,7 @@ b0=$SECONDS
 kube_apiserver_build || fail "cannot build kube-apiserver"
 build_api=$((SECONDS - b0))
 gobin="$(go env GOPATH)/bin"
-if ! go version -m "$gobin/alertmanager" 2>/dev/null | grep -q "github.com/prometheus/alertmanager[[:space:]]*$AM_VERSION"; then
-	log "building alertmanager $AM_VERSION (once; cached in $gobin)"
-	go install "github.com/prometheus/alertmanager/cmd/alertmanager@$AM_VERSION" \
-		"github.com/prometheus/alertmanager/cmd/amtool@$AM_VERSION"
-fi
+ensure_alertmanager
 exporter_bin=${MEMFRAG_EXPORTER:-}
 if [ -z "$exporter_bin" ]; then
 	make -s build
