@@ -34,9 +34,8 @@ source e2e/lib/alertmanager.sh
 PORT_A=29791 PORT_B=29792 PORT_PROM=29793 PORT_AM=29794
 BUDGET=150 # seconds for the run, start-up included, builds excluded
 
-t0=$(date +%s)
-elapsed() { echo $(($(date +%s) - t0)); }
-log() { echo "[$(elapsed)s] $*"; }
+# shellcheck source=e2e/lib/budget.sh
+source e2e/lib/budget.sh
 
 work=$(mktemp -d /tmp/memfrag-fullstack.XXXXXX)
 pids=()
@@ -63,18 +62,6 @@ exec 8>&2
 fail() {
 	echo "FAIL [$(elapsed)s]: $*" >&8
 	exit 1
-}
-
-# wait_for DESCRIPTION COMMAND...: retry until COMMAND succeeds, within the
-# run's budget.
-wait_for() {
-	local what=$1
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$(elapsed)" -lt "$BUDGET" ] || fail "timed out waiting for: $what"
-		sleep 0.5
-	done
-	log "ok: $what"
 }
 
 for tool in curl jq promtool prometheus go; do

@@ -40,9 +40,9 @@ PORT_API=29861 PORT_AM=29876
 port_of() { echo $((29870 + $1)); }
 BUDGET=240 # seconds for the run, start-up included, builds excluded
 
-t0=$(date +%s)
-elapsed() { echo $(($(date +%s) - t0)); }
-log() { echo "[$(elapsed)s] $*"; }
+# shellcheck source=e2e/lib/budget.sh
+source e2e/lib/budget.sh
+WAIT_POLL=0.2
 exec 8>&2
 fail() {
 	echo "FAIL e2e/70-fleet.sh [$(elapsed)s]: $*" >&8
@@ -67,16 +67,6 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT INT TERM
-
-wait_for() {
-	local what=$1
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$(elapsed)" -lt "$BUDGET" ] || fail "timed out waiting for: $what"
-		sleep 0.2
-	done
-	log "ok: $what"
-}
 
 for tool in curl jq go etcd openssl; do
 	command -v "$tool" >/dev/null || fail "$tool not found (see .ci/apt-packages)"
