@@ -360,16 +360,7 @@ func TestHostileSigtermStopsAccepting(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(reply), `"reason":"shutting_down"`) {
 		t.Errorf("webhook completed after SIGTERM: %d %s, want skipped shutting_down", resp.StatusCode, reply)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, logs)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("still running 15s after SIGTERM\n%s", logs)
-	}
+	waitExit(t, cmd, 15*time.Second, logs)
 	if strings.Contains(logs.String(), "remediation action finished") {
 		t.Errorf("an action ran after SIGTERM:\n%s", logs)
 	}

@@ -90,6 +90,21 @@ func startExporter(t *testing.T, bin string, args ...string) (*exec.Cmd, string,
 	}
 }
 
+// waitExit waits (bounded) for the exporter to exit cleanly after SIGTERM.
+func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration, logs fmt.Stringer) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, logs)
+		}
+	case <-time.After(within):
+		t.Fatalf("still running %v after SIGTERM\n%s", within, logs)
+	}
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -161,16 +176,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, logs)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("still running 10s after SIGTERM\n%s", logs)
-	}
+	waitExit(t, cmd, 10*time.Second, logs)
 	if !strings.Contains(logs.String(), "msg=stopped") {
 		t.Errorf("no graceful stop logged:\n%s", logs)
 	}
