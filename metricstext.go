@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"sync"
 
@@ -16,33 +15,26 @@ import (
 // textHandler serves the metrics in the text format 0.0.4, which is what
 // Prometheus and most clients negotiate, through textenc; every other
 // request (protobuf, a name[] filter) goes to promhttp's handler. The
-// response is the same as promhttp's: same bytes, headers, error counter
-// and in-flight limit.
+// response is the same as promhttp's: same bytes, headers and error
+// counter. The in-flight limit is metricsHandler's, around the gzipping.
 type textHandler struct {
 	gatherer prometheus.TransactionalGatherer
 	promhttp http.Handler
 	errCnt   *prometheus.CounterVec
-	sem      chan struct{} // nil: no limit
-	maxReq   int
 	errLog   promhttp.Logger
 	bufs     sync.Pool
 }
 
-func newTextHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, errLog promhttp.Logger) *textHandler {
+func newTextHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, errLog promhttp.Logger) *textHandler {
 	h := &textHandler{
 		gatherer: gatherer,
-		// The limit is applied here, for both paths.
 		promhttp: promhttp.HandlerForTransactional(gatherer, promhttp.HandlerOpts{
 			DisableCompression: true,
 			ErrorHandling:      promhttp.ContinueOnError,
 			ErrorLog:           errLog,
 			Registry:           registry,
 		}),
-		maxReq: maxRequests,
 		errLog: errLog,
-	}
-	if maxRequests > 0 {
-		h.sem = make(chan struct{}, maxRequests)
 	}
 	// promhttp registered its error counter in registry: count into the
 	// same one.
@@ -60,15 +52,6 @@ func newTextHandler(gatherer prometheus.TransactionalGatherer, registry *prometh
 }
 
 func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.sem != nil {
-		select {
-		case h.sem <- struct{}{}:
-			defer func() { <-h.sem }()
-		default:
-			http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", h.maxReq), http.StatusServiceUnavailable)
-			return
-		}
-	}
 	format := expfmt.Negotiate(r.Header)
 	if format.FormatType() != expfmt.TypeTextPlain || r.URL != nil && r.URL.RawQuery != "" && r.URL.Query().Has("name[]") {
 		h.promhttp.ServeHTTP(w, r)

@@ -60,7 +60,7 @@ func serve(t *testing.T, h http.Handler, url, accept string) (int, http.Header, 
 // OpenMetrics (not enabled, so text), protobuf, and a name[] filter.
 func TestTextHandlerMatchesPromhttp(t *testing.T) {
 	reg := fixedRegistry(t)
-	ours := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 0, stdlog.New(io.Discard, "", 0))
+	ours := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), stdlog.New(io.Discard, "", 0))
 	ref := promhttp.HandlerFor(reg, promhttp.HandlerOpts{DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
 	for _, tc := range []struct{ url, accept string }{
 		{"/metrics", ""},
@@ -83,19 +83,5 @@ func TestTextHandlerMatchesPromhttp(t *testing.T) {
 		if len(body) < 40 {
 			t.Errorf("%s %q: body %q is too short to compare", tc.url, tc.accept, body)
 		}
-	}
-}
-
-// The in-flight limit holds for the text path, as promhttp's did.
-func TestTextHandlerLimit(t *testing.T) {
-	reg := fixedRegistry(t)
-	h := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), 1, stdlog.New(io.Discard, "", 0))
-	h.sem <- struct{}{} // one request in flight
-	if code, _, _ := serve(t, h, "/metrics", ""); code != http.StatusServiceUnavailable {
-		t.Errorf("over the limit: %d, want 503", code)
-	}
-	<-h.sem
-	if code, _, _ := serve(t, h, "/metrics", ""); code != http.StatusOK {
-		t.Errorf("under the limit: %d, want 200", code)
 	}
 }

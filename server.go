@@ -69,7 +69,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 			return nil, err
 		}
 	}
-	mux.Handle(o.metricsPath, limitInFlight(metricsHandler(exporter.WithGatherer(registry), registry, o.maxRequests, logger), o.maxRequests))
+	mux.Handle(o.metricsPath, metricsHandler(exporter.WithGatherer(registry), registry, o.maxRequests, logger))
 	// Probes for Kubernetes and load balancers: the process is up and serving.
 	// They do not read the kernel, so a broken source never restarts the pod.
 	for _, p := range []string{"/-/healthy", "/-/ready"} {
@@ -321,9 +321,10 @@ func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
 // format through textenc and in other formats through promhttp (see
 // textHandler); promhttp's own error counter goes to registry. Its error log
 // is rate limited: a scraper that resets the connection makes it log one line
-// per metric family.
+// per metric family. At most maxRequests scrapes are in flight, the writing
+// of their gzipped responses included.
 func metricsHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
-	return fastgzip.Handler(newTextHandler(gatherer, registry, maxRequests, newServerErrorLog(logger, "metrics")))
+	return limitInFlight(fastgzip.Handler(newTextHandler(gatherer, registry, newServerErrorLog(logger, "metrics"))), maxRequests)
 }
 
 // pageRemediations adapts the receiver's decisions to the landing page's
