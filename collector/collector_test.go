@@ -263,6 +263,20 @@ func TestDisabledCollectorDoesNotRun(t *testing.T) {
 	}
 }
 
+// benchmarkUpdate times one collector's update into reused samples, as a
+// scrape runs it.
+func benchmarkUpdate(b *testing.B, src source) {
+	b.Helper()
+	var out samples
+	b.ReportAllocs()
+	for b.Loop() {
+		out.reset()
+		if err := src.update(nil, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkScrape(b *testing.B) {
 	for _, fx := range []string{"x86-vm", "numa-sparse"} {
 		b.Run(fx, func(b *testing.B) {

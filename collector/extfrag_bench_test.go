@@ -183,13 +183,6 @@ func BenchmarkExtfragScrape(b *testing.B) {
 			b.Fatal(c.err)
 		}
 		defer c.close()
-		var out samples
-		b.ReportAllocs()
-		for b.Loop() {
-			out.reset()
-			if err := c.update(nil, &out); err != nil {
-				b.Fatal(err)
-			}
-		}
+		benchmarkUpdate(b, c)
 	})
 }

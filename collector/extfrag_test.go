@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -386,7 +387,7 @@ func TestExtfragLive(t *testing.T) {
 		if total == 0 {
 			t.Fatalf("no fallback events provoked (%d MiB of unmovable memory)", mib)
 		}
-		if !lost && equalCounts(gotOurs, wantOurs) && equalCounts(gotAlt, wantAlt) {
+		if !lost && maps.Equal(gotOurs, wantOurs) && maps.Equal(gotAlt, wantAlt) {
 			if s, err := ours.counter.prog.Stats(); err == nil && s.RunCount > 0 {
 				t.Logf("program: %d runs, %v (%v a run; kernel.bpf_stats_enabled)", s.RunCount, s.Runtime, s.Runtime/time.Duration(s.RunCount))
 			}
@@ -394,18 +395,6 @@ func TestExtfragLive(t *testing.T) {
 		}
 	}
 	t.Fatal("in 3 windows the counters never matched the trace exactly")
-}
-
-func equalCounts(a, b map[extfragKey]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // provokeFallbacks fills socket buffers (unmovable kernel memory) in bursts

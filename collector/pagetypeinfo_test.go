@@ -509,12 +509,5 @@ func BenchmarkPagetypeinfoLive(b *testing.B) {
 	}
 	c := src.(*pagetypeinfoCollector)
 	defer c.close()
-	var out samples
-	b.ReportAllocs()
-	for b.Loop() {
-		out.reset()
-		if err := c.update(nil, &out); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchmarkUpdate(b, c)
 }

@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,23 +79,11 @@ func TestOneCooldownPerMemory(t *testing.T) {
 					t.Errorf("alert %d (%s): %s, want %s", i, a["remediate"], got, tc.want[i])
 				}
 			}
-			if w := tr.written(t); !equalMaps(w, tc.wrote) {
+			if w := tr.written(t); !maps.Equal(w, tc.wrote) {
 				t.Errorf("written %q, want %q", w, tc.wrote)
 			}
 		})
 	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // A restart with --remediate.state-file keeps the cooldown, the backoff and
