@@ -3,6 +3,7 @@ package main
 import (
 	"container/list"
 	"crypto/tls"
+	"github.com/memfrag/memfrag_exporter/internal/rawio"
 	"net"
 	"net/http"
 	"sync"
@@ -108,7 +109,7 @@ func (l *connLimiter) admit(c net.Conn) *limitedConn {
 			return nil
 		}
 	}
-	lc := &limitedConn{Conn: c, lim: l}
+	lc := &limitedConn{Conn: rawio.NewConn(c), lim: l}
 	l.open++
 	lc.elem, lc.in = l.quiet.PushBack(lc), l.quiet
 	l.openGauge.Set(float64(l.open))

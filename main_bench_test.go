@@ -34,8 +34,8 @@ func BenchmarkScrape(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer e.Close()
-			reg := newRegistry("/proc", tc.exporterMetrics)
-			h := metricsHandler(e.WithGatherer(reg), reg, 0, log.NewNopLogger())
+			reg, self := newRegistry("/proc", tc.exporterMetrics, log.NewNopLogger())
+			h := metricsHandler(e.WithGatherer(reg, self...), reg, 0, log.NewNopLogger())
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			if tc.encoding != "" {
 				req.Header.Set("Accept-Encoding", tc.encoding)

@@ -30,6 +30,7 @@ import (
 	"github.com/memfrag/memfrag_exporter/collector"
 	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
 	"github.com/memfrag/memfrag_exporter/internal/processcollector"
+	"github.com/memfrag/memfrag_exporter/internal/selfmetrics"
 	"github.com/memfrag/memfrag_exporter/remediate"
 	"github.com/memfrag/memfrag_exporter/report"
 )
@@ -59,7 +60,7 @@ const (
 
 func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*server, error) {
 	s := &server{opts: o, logger: logger, conns: newConnLimiter(maxConnections)}
-	registry := newRegistry(o.procPath, o.exporterMetrics)
+	registry, self := newRegistry(o.procPath, o.exporterMetrics, logger)
 	registry.MustRegister(s.conns.collectors()...)
 	mux := http.NewServeMux()
 
@@ -69,7 +70,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 			return nil, err
 		}
 	}
-	mux.Handle(o.metricsPath, metricsHandler(exporter.WithGatherer(registry), registry, o.maxRequests, logger))
+	mux.Handle(o.metricsPath, metricsHandler(exporter.WithGatherer(registry, self...), registry, o.maxRequests, logger))
 	// Probes for Kubernetes and load balancers: the process is up and serving.
 	// They do not read the kernel, so a broken source never restarts the pod.
 	for _, p := range []string{"/-/healthy", "/-/ready"} {
@@ -306,15 +307,23 @@ func (s *server) close() {
 }
 
 // newRegistry registers what is served next to the exporter's own families
-// (collector.Exporter.Gather): build info and, unless disabled, the process
-// and Go runtime metrics; remediation adds its metrics when enabled.
-func newRegistry(procPath string, exporterMetrics bool) *prometheus.Registry {
+// (collector.Exporter.Gather): build info, and remediation adds its metrics
+// when enabled. The process and Go runtime metrics, unless disabled, come
+// from selfmetrics, or, should it not know every family client_golang
+// exports, from client_golang's collectors in the registry.
+func newRegistry(procPath string, exporterMetrics bool, logger log.Logger) (*prometheus.Registry, []prometheus.TransactionalGatherer) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(versioncollector.NewCollector(exporterName))
-	if exporterMetrics {
-		registry.MustRegister(processcollector.New(procPath), collectors.NewGoCollector())
+	if !exporterMetrics {
+		return registry, nil
 	}
-	return registry
+	self, err := selfmetrics.New(procPath)
+	if err != nil {
+		level.Warn(logger).Log("msg", "serving the Go and process metrics through client_golang's collectors, at a higher cost per scrape", "err", err)
+		registry.MustRegister(processcollector.New(procPath), collectors.NewGoCollector())
+		return registry, nil
+	}
+	return registry, []prometheus.TransactionalGatherer{self}
 }
 
 // metricsHandler serves gatherer, gzipped (see fastgzip), in the text

@@ -44,6 +44,7 @@ type slab struct {
 	gauges     []dto.Gauge
 	counters   []dto.Counter
 	merged     []*dto.MetricFamily // WithGatherer's result
+	dones      []func()            // of WithGatherer's other gatherers
 }
 
 var slabs = sync.Pool{New: func() any { return new(slab) }}
@@ -145,52 +146,61 @@ func metricType(t prometheus.ValueType) *dto.MetricType {
 }
 
 // WithGatherer serves the exporter's families next to rest's (a registry
-// with build info, process, Go and remediation metrics), sorted by name, for
+// with build info and remediation metrics) and more's (the Go and process
+// metrics, see selfmetrics), sorted by name, for
 // promhttp.HandlerForTransactional: the exporter's families are built in a
 // slab that the next scrape reuses once the response is written. A family
-// name both produce is an error and only rest's is kept: it cannot happen
-// with the metrics this program registers, and must not pass silently if it
-// ever does.
-func (e *Exporter) WithGatherer(rest prometheus.Gatherer) prometheus.TransactionalGatherer {
-	return merged{e, rest}
+// name gathered twice is an error and only the first is kept (rest's before
+// more's before the exporter's): it cannot happen with the metrics this
+// program registers, and must not pass silently if it ever does.
+func (e *Exporter) WithGatherer(rest prometheus.Gatherer, more ...prometheus.TransactionalGatherer) prometheus.TransactionalGatherer {
+	return merged{e, rest, more}
 }
 
 type merged struct {
 	e    *Exporter
 	rest prometheus.Gatherer
+	more []prometheus.TransactionalGatherer
 }
 
 func (g merged) Gather() ([]*dto.MetricFamily, func(), error) {
-	a, err := g.rest.Gather() // with an error, a still holds what could be gathered
-	sl := slabs.Get().(*slab)
-	b := g.e.gather(sl)
-	out := sl.merged[:0]
 	var errs prometheus.MultiError
+	a, err := g.rest.Gather() // with an error, a still holds what could be gathered
 	if err != nil {
 		errs = append(errs, err)
 	}
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b) || i < len(a) && a[i].GetName() < b[j].GetName():
-			out = append(out, a[i])
-			i++
-		case i == len(a) || b[j].GetName() < a[i].GetName():
-			out = append(out, b[j])
-			j++
-		default:
-			errs = append(errs, fmt.Errorf("metric family %s is gathered twice", a[i].GetName()))
-			out = append(out, a[i])
-			i++
-			j++
+	sl := slabs.Get().(*slab)
+	out := append(sl.merged[:0], a...)
+	dones := sl.dones[:0]
+	for _, m := range g.more {
+		fams, done, err := m.Gather()
+		if err != nil {
+			errs = append(errs, err)
 		}
+		out = append(out, fams...)
+		dones = append(dones, done)
 	}
-	sl.merged = out
+	out = append(out, g.e.gather(sl)...)
+	// Each part is sorted by name: a stable sort keeps a name gathered twice
+	// in the order above, and the first is kept.
+	slices.SortStableFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	out = slices.CompactFunc(out, func(a, b *dto.MetricFamily) bool {
+		if a.GetName() != b.GetName() {
+			return false
+		}
+		errs = append(errs, fmt.Errorf("metric family %s is gathered twice", a.GetName()))
+		return true
+	})
+	sl.merged, sl.dones = out, dones
 	done := func() {
 		if sl == nil {
 			return // called twice: the slab must go back to the pool once
 		}
-		clear(sl.merged) // rest's families are not ours to keep
+		for _, d := range sl.dones {
+			d()
+		}
+		clear(sl.dones)
+		clear(sl.merged[:cap(sl.merged)]) // the other parts' families are not ours to keep
 		slabs.Put(sl)
 		sl = nil
 	}

@@ -16,7 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/memfrag/memfrag_exporter/internal/rawio"
 	"os"
 	"path/filepath"
 	"sync"
@@ -138,32 +138,73 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// Values is one reading of the process's figures; a figure that could not
+// be read is not Has.
+type Values struct {
+	CPUSeconds, VirtualBytes, ResidentBytes, StartTime float64
+	OpenFDs, MaxFDs, MaxVirtualBytes                   float64
+	ReceiveBytes, TransmitBytes                        float64
+	Has                                                Has
+}
+
+// Has says which figures of a reading are there.
+type Has struct {
+	Stat, StartTime, OpenFDs, MaxFDs, MaxVirtualBytes, Network bool
+}
+
+// Read reads the process's figures.
+func (c *Collector) Read() Values {
+	var v Values
+	var st procStat
+	if c.stat.Do(func(b []byte) error { return st.parse(b) }) == nil {
+		v.Has.Stat = true
+		v.CPUSeconds = float64(st.utime+st.stime) / userHZ
+		v.VirtualBytes = float64(st.vsize)
+		v.ResidentBytes = float64(st.rssPages) * c.pageSize
+	}
+	if c.start > 0 {
+		v.StartTime, v.Has.StartTime = c.start, v.Has.Stat
+	}
+	if n, err := c.fdDir.count(); err == nil {
+		v.OpenFDs, v.Has.OpenFDs = float64(n), true
+	}
+	var rl syscall.Rlimit
+	if rawio.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil {
+		v.MaxFDs, v.Has.MaxFDs = float64(rl.Cur), true
+	}
+	if rawio.Getrlimit(syscall.RLIMIT_AS, &rl) == nil {
+		v.MaxVirtualBytes, v.Has.MaxVirtualBytes = float64(rl.Cur), true
+	}
+	if c.netstat.Do(func(b []byte) error { v.ReceiveBytes, v.TransmitBytes = ipExtOctets(b); return nil }) == nil {
+		v.Has.Network = true
+	}
+	return v
+}
+
 // Collect reads the process's figures. A figure that cannot be read is left
 // out, as client_golang does without ReportErrors.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	var st procStat
-	if c.stat.Do(func(b []byte) error { return st.parse(b) }) == nil {
-		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(st.utime+st.stime)/userHZ)
-		ch <- prometheus.MustNewConstMetric(c.vsize, prometheus.GaugeValue, float64(st.vsize))
-		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, float64(st.rssPages)*c.pageSize)
-		if c.start > 0 {
-			ch <- prometheus.MustNewConstMetric(c.startTime, prometheus.GaugeValue, c.start)
-		}
+	v := c.Read()
+	if v.Has.Stat {
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, v.CPUSeconds)
+		ch <- prometheus.MustNewConstMetric(c.vsize, prometheus.GaugeValue, v.VirtualBytes)
+		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, v.ResidentBytes)
 	}
-	if n, err := c.fdDir.count(); err == nil {
-		ch <- prometheus.MustNewConstMetric(c.fds, prometheus.GaugeValue, float64(n))
+	if v.Has.StartTime {
+		ch <- prometheus.MustNewConstMetric(c.startTime, prometheus.GaugeValue, v.StartTime)
 	}
-	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil {
-		ch <- prometheus.MustNewConstMetric(c.maxFDs, prometheus.GaugeValue, float64(rl.Cur))
+	if v.Has.OpenFDs {
+		ch <- prometheus.MustNewConstMetric(c.fds, prometheus.GaugeValue, v.OpenFDs)
 	}
-	if syscall.Getrlimit(syscall.RLIMIT_AS, &rl) == nil {
-		ch <- prometheus.MustNewConstMetric(c.maxVsize, prometheus.GaugeValue, float64(rl.Cur))
+	if v.Has.MaxFDs {
+		ch <- prometheus.MustNewConstMetric(c.maxFDs, prometheus.GaugeValue, v.MaxFDs)
 	}
-	var in, out float64
-	if c.netstat.Do(func(b []byte) error { in, out = ipExtOctets(b); return nil }) == nil {
-		ch <- prometheus.MustNewConstMetric(c.in, prometheus.CounterValue, in)
-		ch <- prometheus.MustNewConstMetric(c.out, prometheus.CounterValue, out)
+	if v.Has.MaxVirtualBytes {
+		ch <- prometheus.MustNewConstMetric(c.maxVsize, prometheus.GaugeValue, v.MaxVirtualBytes)
+	}
+	if v.Has.Network {
+		ch <- prometheus.MustNewConstMetric(c.in, prometheus.CounterValue, v.ReceiveBytes)
+		ch <- prometheus.MustNewConstMetric(c.out, prometheus.CounterValue, v.TransmitBytes)
 	}
 }
 
@@ -200,12 +241,12 @@ func (d *fdDir) read() (int, error) {
 			return 0, fmt.Errorf("opening %s: %w", d.path, err)
 		}
 		d.fd = fd
-	} else if _, err := syscall.Seek(d.fd, 0, io.SeekStart); err != nil {
+	} else if err := rawio.Rewind(d.fd); err != nil {
 		return 0, fmt.Errorf("rewinding %s: %w", d.path, err)
 	}
 	n := 0
 	for {
-		m, err := syscall.Getdents(d.fd, d.buf)
+		m, err := rawio.Getdents(d.fd, d.buf)
 		if err != nil {
 			return 0, fmt.Errorf("reading %s: %w", d.path, err)
 		}

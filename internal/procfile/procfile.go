@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/memfrag/memfrag_exporter/internal/rawio"
 	"io"
 	"os"
 	"sync"
@@ -26,6 +27,7 @@ type File struct {
 
 	mu   sync.Mutex
 	f    *os.File
+	fd   int // f's descriptor, read with rawio
 	buf  []byte
 	sbuf []byte // Stream's
 }
@@ -60,11 +62,9 @@ func (f *File) Do(fn func(data []byte) error) error {
 
 func (f *File) read() ([]byte, error) {
 	if f.f == nil {
-		fd, err := os.Open(f.path)
-		if err != nil {
+		if err := f.open(); err != nil {
 			return nil, err
 		}
-		f.f = fd
 	}
 	data, err := f.readAt()
 	if err != nil {
@@ -72,11 +72,9 @@ func (f *File) read() ([]byte, error) {
 		// reopen once before giving up.
 		f.f.Close()
 		f.f = nil
-		fd, oerr := os.Open(f.path)
-		if oerr != nil {
+		if oerr := f.open(); oerr != nil {
 			return nil, fmt.Errorf("reading %s: %w", f.path, err)
 		}
-		f.f = fd
 		if data, err = f.readAt(); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", f.path, err)
 		}
@@ -87,6 +85,17 @@ func (f *File) read() ([]byte, error) {
 // maxSize bounds what one file may hold; kernel text files the exporter
 // reads are far smaller (zoneinfo of a 64-node machine is ~1 MiB).
 const maxSize = 64 << 20
+
+// open opens the file; it is read with raw preads (see rawio), which a
+// kernel text file never makes wait.
+func (f *File) open() error {
+	fd, err := os.Open(f.path)
+	if err != nil {
+		return err
+	}
+	f.f, f.fd = fd, int(fd.Fd())
+	return nil
+}
 
 func (f *File) readAt() ([]byte, error) {
 	buf := f.buf[:cap(f.buf)]
@@ -110,7 +119,7 @@ func (f *File) readAt() ([]byte, error) {
 		if readHook != nil {
 			readHook(f.path, n)
 		}
-		m, err := f.f.ReadAt(buf[n:], int64(n))
+		m, err := rawio.Pread(f.fd, buf[n:], int64(n))
 		n += m
 		if errors.Is(err, io.EOF) || (err == nil && m == 0) {
 			if m == 0 && n == grown && n > 0 {
@@ -148,11 +157,9 @@ func (f *File) Stream(chunk int, fn func(data []byte, final bool) (consumed int,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.f == nil {
-		fd, err := os.Open(f.path)
-		if err != nil {
+		if err := f.open(); err != nil {
 			return err
 		}
-		f.f = fd
 	}
 	if cap(f.sbuf) < chunk {
 		f.sbuf = make([]byte, chunk)
@@ -170,19 +177,17 @@ func (f *File) Stream(chunk int, fn func(data []byte, final bool) (consumed int,
 		if readHook != nil {
 			readHook(f.path, off)
 		}
-		m, err := f.f.ReadAt(buf[have:], int64(off))
+		m, err := rawio.Pread(f.fd, buf[have:], int64(off))
 		end := errors.Is(err, io.EOF) || (err == nil && m == 0)
 		if err != nil && !end {
 			if off == 0 && !retried {
 				// A stale descriptor (e.g. a remounted /proc): reopen once.
 				retried = true
 				f.f.Close()
-				fd, oerr := os.Open(f.path)
-				if oerr != nil {
-					f.f = nil
+				f.f = nil
+				if oerr := f.open(); oerr != nil {
 					return fmt.Errorf("reading %s: %w", f.path, err)
 				}
-				f.f = fd
 				continue
 			}
 			return fmt.Errorf("reading %s: %w", f.path, err)
