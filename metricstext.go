@@ -67,15 +67,15 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	bp, _ := h.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
+	tb, _ := h.bufs.Get().(*textBuf)
+	if tb == nil {
+		tb = new(textBuf)
 	}
-	out := appender{(*bp)[:0]}
+	out := appender{tb.b[:0]}
 	var enc expfmt.Encoder // for the families textenc leaves to expfmt
 	for _, mf := range mfs {
-		if textenc.Handles(mf) {
-			out.b = textenc.Append(out.b, mf)
+		var ok bool
+		if out.b, ok = tb.enc.Append(out.b, mf); ok {
 			continue
 		}
 		if enc == nil {
@@ -92,10 +92,19 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.errLog.Println("error encoding and sending metric family:", err)
 		h.errCnt.WithLabelValues("encoding").Inc()
 	}
-	*bp = out.b
+	tb.enc.Next()
+	tb.b = out.b
 	if cap(out.b) <= 4<<20 { // a rare huge response is not kept
-		h.bufs.Put(bp)
+		h.bufs.Put(tb)
 	}
+}
+
+// textBuf is a response's buffer and the encoder that fills it, kept for
+// the next response: the encoder's cache of label text is what makes it
+// cheap.
+type textBuf struct {
+	b   []byte
+	enc textenc.Encoder
 }
 
 // appender is an io.Writer appending to b.

@@ -70,7 +70,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 			return nil, err
 		}
 	}
-	mux.Handle(o.metricsPath, metricsHandler(exporter.WithGatherer(registry, self...), registry, o.maxRequests, logger))
+	mux.Handle(o.metricsPath, releaseAfterFirst(metricsHandler(exporter.WithGatherer(registry, self...), registry, o.maxRequests, logger), logger))
 	// Probes for Kubernetes and load balancers: the process is up and serving.
 	// They do not read the kernel, so a broken source never restarts the pod.
 	for _, p := range []string{"/-/healthy", "/-/ready"} {

@@ -17,47 +17,128 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Handles reports whether Append encodes mf exactly as expfmt would.
-func Handles(mf *dto.MetricFamily) bool {
-	if len(mf.Metric) == 0 || !legacyName(mf.GetName(), true) {
-		return false
-	}
-	switch mf.GetType() {
-	case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_UNTYPED, dto.MetricType_SUMMARY:
-	default:
-		return false
-	}
-	for _, m := range mf.Metric {
-		for _, lp := range m.Label {
-			if !legacyName(lp.GetName(), false) || lp.GetName() == "quantile" && mf.GetType() == dto.MetricType_SUMMARY {
-				return false
-			}
-		}
-		switch mf.GetType() {
-		case dto.MetricType_COUNTER:
-			if m.Counter == nil {
-				return false
-			}
-		case dto.MetricType_GAUGE:
-			if m.Gauge == nil {
-				return false
-			}
-		case dto.MetricType_UNTYPED:
-			if m.Untyped == nil {
-				return false
-			}
-		case dto.MetricType_SUMMARY:
-			if m.Summary == nil {
-				return false
-			}
-		}
-	}
-	return true
+// Encoder appends families, and keeps the text of each
+// series' labels from one call to the next: the families of a scrape are
+// the last scrape's series with new values, in label pairs that are the
+// same objects (the exporter's collectors and client_golang's metrics keep
+// theirs), so a series costs a lookup and its value instead of checking and
+// escaping every label again. Label pairs must not change once encoded; a
+// new label set comes in new pairs. An Encoder is for one goroutine at a
+// time.
+type Encoder struct {
+	labels  map[labelKey]*labelText
+	headers map[*string]*header // by the family's Help
+	epoch   uint32
+	live    int // entries used since the last Next
 }
 
-// Append appends mf, which Handles must accept, to b.
-func Append(b []byte, mf *dto.MetricFamily) []byte {
+// header is a family's # HELP and # TYPE lines, for its name, help and type.
+type header struct {
+	name, help string
+	typ        dto.MetricType
+	text       string
+}
+
+// labelKey is a series' label pairs: their slice, by its first element
+// and length. The map holds the pointer, so the pairs are not freed and
+// their address not reused while the entry is there.
+type labelKey struct {
+	first *dto.LabelPair
+	n     int
+}
+
+type labelText struct {
+	text     string // {name="value",... without the closing brace
+	legacy   bool   // every name is a legacy label name
+	quantile bool   // one of them is "quantile"
+	epoch    uint32
+}
+
+// Append appends mf to b, and reports whether it did: a family Handles
+// not handled leaves b as it was, for the caller to encode with expfmt.
+func (e *Encoder) Append(b []byte, mf *dto.MetricFamily) ([]byte, bool) {
+	if e.labels == nil {
+		e.labels, e.headers = map[labelKey]*labelText{}, map[*string]*header{}
+	}
+	if mf.Help != nil && legacyName(mf.GetName(), true) {
+		h := e.headers[mf.Help]
+		if h == nil || h.name != *mf.Name || h.help != *mf.Help || h.typ != mf.GetType() {
+			if len(e.headers) > 4096 {
+				clear(e.headers) // families gathered anew every scrape
+			}
+			h = &header{name: mf.GetName(), help: *mf.Help, typ: mf.GetType()}
+			if t, ok := appendHeader(nil, mf); ok {
+				h.text = string(t)
+			}
+			e.headers[mf.Help] = h
+		}
+		if h.text == "" {
+			return b, false
+		}
+		return appendSeries(append(b, h.text...), len(b), mf, e.seriesLabels(mf))
+	}
+	return appendFamily(b, mf, e.seriesLabels(mf))
+}
+
+// seriesLabels gives each series' cached label text, for appendFamily.
+func (e *Encoder) seriesLabels(mf *dto.MetricFamily) func(m *dto.Metric) (string, bool) {
+	summary := mf.GetType() == dto.MetricType_SUMMARY
+	return func(m *dto.Metric) (string, bool) {
+		if len(m.Label) == 0 {
+			return "", true
+		}
+		k := labelKey{m.Label[0], len(m.Label)}
+		t := e.labels[k]
+		if t == nil {
+			t = &labelText{text: string(appendLabels(nil, m.Label)), legacy: true, epoch: e.epoch - 1}
+			for _, lp := range m.Label {
+				t.legacy = t.legacy && legacyName(lp.GetName(), false)
+				t.quantile = t.quantile || lp.GetName() == "quantile"
+			}
+			e.labels[k] = t
+		}
+		if t.epoch != e.epoch {
+			t.epoch = e.epoch
+			e.live++
+		}
+		return t.text, t.legacy && !(summary && t.quantile)
+	}
+}
+
+// Next ends a scrape. The series no scrape has used since the previous
+// Next are forgotten once they outnumber the ones in use.
+func (e *Encoder) Next() {
+	if len(e.labels) > 2*e.live+64 {
+		for k, t := range e.labels {
+			if t.epoch != e.epoch {
+				delete(e.labels, k)
+			}
+		}
+	}
+	e.epoch++
+	e.live = 0
+}
+
+// appendFamily appends mf with each series' label text from labels, which
+// also says whether its names are legacy ones (and, in a summary, none is
+// "quantile"). It returns b as it was and false for a family not handled.
+func appendFamily(b []byte, mf *dto.MetricFamily, labels func(m *dto.Metric) (string, bool)) ([]byte, bool) {
+	start := len(b)
+	b, ok := appendHeader(b, mf)
+	if !ok {
+		return b[:start], false
+	}
+	return appendSeries(b, start, mf, labels)
+}
+
+// appendHeader appends mf's # HELP and # TYPE lines, or reports that mf is
+// not handled for its name or type.
+func appendHeader(b []byte, mf *dto.MetricFamily) ([]byte, bool) {
 	name := mf.GetName()
+	if len(mf.Metric) == 0 || !legacyName(name, true) {
+		return b, false
+	}
+	start := len(b)
 	if mf.Help != nil {
 		b = append(b, "# HELP "...)
 		b = append(b, name...)
@@ -74,52 +155,81 @@ func Append(b []byte, mf *dto.MetricFamily) []byte {
 		b = append(b, " gauge\n"...)
 	case dto.MetricType_SUMMARY:
 		b = append(b, " summary\n"...)
-	default:
+	case dto.MetricType_UNTYPED:
 		b = append(b, " untyped\n"...)
+	default:
+		return b[:start], false
 	}
+	return b, true
+}
+
+// appendSeries appends mf's series after its header, which b holds from
+// start; it returns b[:start] and false for a family not handled.
+func appendSeries(b []byte, start int, mf *dto.MetricFamily, labels func(m *dto.Metric) (string, bool)) ([]byte, bool) {
+	if len(mf.Metric) == 0 {
+		return b[:start], false
+	}
+	name, typ := mf.GetName(), mf.GetType()
 	for _, m := range mf.Metric {
-		switch mf.GetType() {
-		case dto.MetricType_COUNTER:
-			b = appendSample(b, name, "", m, "", 0, m.Counter.GetValue())
-		case dto.MetricType_GAUGE:
-			b = appendSample(b, name, "", m, "", 0, m.Gauge.GetValue())
-		case dto.MetricType_UNTYPED:
-			b = appendSample(b, name, "", m, "", 0, m.Untyped.GetValue())
-		case dto.MetricType_SUMMARY:
+		lt, ok := labels(m)
+		if !ok {
+			return b[:start], false
+		}
+		switch {
+		case typ == dto.MetricType_COUNTER && m.Counter != nil:
+			b = appendSample(b, name, "", lt, m, "", 0, m.Counter.GetValue())
+		case typ == dto.MetricType_GAUGE && m.Gauge != nil:
+			b = appendSample(b, name, "", lt, m, "", 0, m.Gauge.GetValue())
+		case typ == dto.MetricType_UNTYPED && m.Untyped != nil:
+			b = appendSample(b, name, "", lt, m, "", 0, m.Untyped.GetValue())
+		case typ == dto.MetricType_SUMMARY && m.Summary != nil:
 			s := m.Summary
 			for _, q := range s.Quantile {
-				b = appendSample(b, name, "", m, "quantile", q.GetQuantile(), q.GetValue())
+				b = appendSample(b, name, "", lt, m, "quantile", q.GetQuantile(), q.GetValue())
 			}
-			b = appendSample(b, name, "_sum", m, "", 0, s.GetSampleSum())
-			b = appendSample(b, name, "_count", m, "", 0, float64(s.GetSampleCount()))
+			b = appendSample(b, name, "_sum", lt, m, "", 0, s.GetSampleSum())
+			b = appendSample(b, name, "_count", lt, m, "", 0, float64(s.GetSampleCount()))
+		default:
+			return b[:start], false
 		}
+	}
+	return b, true
+}
+
+// appendLabels appends {name="value",... for the pairs, without the
+// closing brace; nothing for none.
+func appendLabels(b []byte, pairs []*dto.LabelPair) []byte {
+	sep := byte('{')
+	for _, lp := range pairs {
+		b = append(b, sep)
+		b = append(b, lp.GetName()...)
+		b = append(b, '=', '"')
+		b = appendEscaped(b, lp.GetValue(), true)
+		b = append(b, '"')
+		sep = ','
 	}
 	return b
 }
 
-// appendSample appends one line: name and suffix, m's labels and an
-// optional extra label (the quantile) whose value is a float, the value
-// and m's timestamp if it has one.
-func appendSample(b []byte, name, suffix string, m *dto.Metric, extra string, extraV, v float64) []byte {
+// appendSample appends one line: name and suffix, the series' label text
+// and an optional extra label (the quantile) whose value is a float, the
+// value and m's timestamp if it has one.
+func appendSample(b []byte, name, suffix, labels string, m *dto.Metric, extra string, extraV, v float64) []byte {
 	b = append(b, name...)
 	b = append(b, suffix...)
-	if len(m.Label) > 0 || extra != "" {
-		sep := byte('{')
-		for _, lp := range m.Label {
-			b = append(b, sep)
-			b = append(b, lp.GetName()...)
-			b = append(b, '=', '"')
-			b = appendEscaped(b, lp.GetValue(), true)
-			b = append(b, '"')
-			sep = ','
+	b = append(b, labels...)
+	if extra != "" {
+		if labels == "" {
+			b = append(b, '{')
+		} else {
+			b = append(b, ',')
 		}
-		if extra != "" {
-			b = append(b, sep)
-			b = append(b, extra...)
-			b = append(b, '=', '"')
-			b = AppendFloat(b, extraV)
-			b = append(b, '"')
-		}
+		b = append(b, extra...)
+		b = append(b, '=', '"')
+		b = AppendFloat(b, extraV)
+		b = append(b, '"')
+	}
+	if labels != "" || extra != "" {
 		b = append(b, '}')
 	}
 	b = append(b, ' ')

@@ -2,6 +2,7 @@ package textenc
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -25,13 +26,33 @@ func expfmtText(t testing.TB, mf *dto.MetricFamily) string {
 	return buf.String()
 }
 
+// encode is mf through a new Encoder and, after a Next, through the same
+// one with every series' labels cached: both must be the same.
+func encode(t testing.TB, mf *dto.MetricFamily) (string, bool) {
+	t.Helper()
+	var e Encoder
+	cold, ok := e.Append([]byte("before\n"), mf)
+	if !strings.HasPrefix(string(cold), "before\n") {
+		t.Fatalf("Append changed what b held: %q", cold)
+	}
+	e.Next()
+	warm, ok2 := e.Append(nil, mf)
+	if ok != ok2 || string(cold[len("before\n"):]) != string(warm) {
+		t.Fatalf("%s: a second Append gave %v %q, the first %v %q", mf.GetName(), ok2, warm, ok, cold)
+	}
+	if !ok && len(cold) != len("before\n") {
+		t.Fatalf("%s not handled, yet appended %q", mf.GetName(), cold)
+	}
+	return string(warm), ok
+}
+
 func check(t *testing.T, mf *dto.MetricFamily) {
 	t.Helper()
-	if !Handles(mf) {
+	got, ok := encode(t, mf)
+	if !ok {
 		t.Fatalf("%s not handled", mf.GetName())
 	}
-	got, want := string(Append(nil, mf)), expfmtText(t, mf)
-	if got != want {
+	if want := expfmtText(t, mf); got != want {
 		t.Errorf("%s:\nours\n%s\nexpfmt\n%s", mf.GetName(), got, want)
 	}
 	// expfmt's parser reads the same family back.
@@ -94,7 +115,7 @@ func TestMatchesExpfmtOnRegistry(t *testing.T) {
 	}
 	n := 0
 	for _, mf := range mfs {
-		if Handles(mf) {
+		if _, ok := encode(t, mf); ok {
 			check(t, mf)
 			n++
 		}
@@ -114,7 +135,7 @@ func TestNotHandled(t *testing.T) {
 		family("g", dto.MetricType_GAUGE, nil, &dto.Metric{Counter: &dto.Counter{Value: proto.Float64(1)}}),
 		family("s", dto.MetricType_SUMMARY, nil, &dto.Metric{Label: gauge(0, "quantile", "x").Label, Summary: &dto.Summary{}}),
 	} {
-		if Handles(mf) {
+		if _, ok := encode(t, mf); ok {
 			t.Errorf("%s (%v) handled", mf.GetName(), mf.GetType())
 		}
 	}
@@ -127,7 +148,8 @@ func FuzzMatchesExpfmt(f *testing.F) {
 	f.Add("9x", "é", "\xff", 0.0, "")
 	f.Fuzz(func(t *testing.T, name, label, value string, v float64, help string) {
 		mf := family(name, dto.MetricType_GAUGE, &help, gauge(v, label, value), gauge(-v))
-		if !Handles(mf) {
+		got, ok := encode(t, mf)
+		if !ok {
 			if legacyName(name, true) && legacyName(label, false) {
 				t.Fatalf("legacy names %q %q not handled", name, label)
 			}
@@ -136,8 +158,7 @@ func FuzzMatchesExpfmt(f *testing.F) {
 		if !model.LegacyValidation.IsValidMetricName(name) {
 			t.Fatalf("%q handled but not a legacy name", name)
 		}
-		got, want := string(Append(nil, mf)), expfmtText(t, mf)
-		if got != want {
+		if want := expfmtText(t, mf); got != want {
 			t.Fatalf("ours\n%q\nexpfmt\n%q", got, want)
 		}
 	})
@@ -151,8 +172,10 @@ func BenchmarkAppend(b *testing.B) {
 	mf := family("memfrag_buddy_free_blocks", dto.MetricType_GAUGE, proto.String("Free blocks."), metrics...)
 	b.Run("textenc", func(b *testing.B) {
 		var buf []byte
+		var e Encoder
 		for b.Loop() {
-			buf = Append(buf[:0], mf)
+			buf, _ = e.Append(buf[:0], mf)
+			e.Next()
 		}
 	})
 	b.Run("expfmt", func(b *testing.B) {
@@ -162,4 +185,44 @@ func BenchmarkAppend(b *testing.B) {
 			expfmt.MetricFamilyToText(&buf, mf)
 		}
 	})
+}
+
+// A series whose labels change comes in new pairs and is written with its
+// new labels; the series no scrape uses any more are forgotten, so the
+// cache does not grow with churn.
+func TestEncoderFollowsSeries(t *testing.T) {
+	var e Encoder
+	mf := family("g", dto.MetricType_GAUGE, nil, gauge(1, "zone", "Normal"))
+	for i := range 1000 {
+		zone := fmt.Sprintf("zone%d", i)
+		mf.Metric = []*dto.Metric{gauge(float64(i), "zone", zone), gauge(2, "zone", "Normal")}
+		got, ok := e.Append(nil, mf)
+		want := expfmtText(t, mf)
+		if !ok || string(got) != want {
+			t.Fatalf("scrape %d: %q, want %q", i, got, want)
+		}
+		e.Next()
+	}
+	if n := len(e.labels); n > 2*2+64+1 {
+		t.Errorf("%d series cached after 1000 scrapes of 2", n)
+	}
+	// A family's header follows its name, help and type, whatever the
+	// Help pointer.
+	help := proto.String("Help.")
+	for _, f := range []*dto.MetricFamily{
+		family("a", dto.MetricType_GAUGE, help, gauge(1)),
+		family("b", dto.MetricType_GAUGE, help, gauge(1)),
+		family("b", dto.MetricType_COUNTER, help, &dto.Metric{Counter: &dto.Counter{Value: proto.Float64(2)}}),
+	} {
+		*help += " More."
+		got, ok := e.Append(nil, f)
+		if want := expfmtText(t, f); !ok || string(got) != want {
+			t.Errorf("%q, want %q", got, want)
+		}
+	}
+	// A family refused midway leaves nothing behind.
+	bad := family("g", dto.MetricType_GAUGE, nil, gauge(1, "zone", "Normal"), gauge(1, "bad:name", "x"))
+	if got, ok := e.Append([]byte("x"), bad); ok || string(got) != "x" {
+		t.Errorf("refused family appended %q (%v)", got, ok)
+	}
 }
