@@ -79,7 +79,7 @@ func TestMetricsErrorLogBoundsResetFlood(t *testing.T) {
 		registry.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: fmt.Sprintf("test_family_%d", i), Help: strings.Repeat("padding ", 60)}))
 	}
-	srv := httptest.NewServer(metricsHandler(prometheus.ToTransactionalGatherer(registry), registry, 0, logger))
+	srv := httptest.NewServer(metricsHandler(prometheus.ToTransactionalGatherer(registry), newErrCounter(), 0, logger))
 	const n = 100
 	dialEach(t, strings.TrimPrefix(srv.URL, "http://"), n, func(c net.Conn) {
 		c.(*net.TCPConn).SetLinger(0) // close with a reset

@@ -34,8 +34,9 @@ func BenchmarkScrape(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer e.Close()
-			reg, self := newRegistry("/proc", tc.exporterMetrics, log.NewNopLogger())
-			h := metricsHandler(e.WithGatherer(reg, self...), reg, 0, log.NewNopLogger())
+			errCnt := newErrCounter()
+			reg, more := newGatherers("/proc", tc.exporterMetrics, log.NewNopLogger(), errCnt)
+			h := metricsHandler(e.WithGatherer(reg, more...), errCnt, 0, log.NewNopLogger())
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			if tc.encoding != "" {
 				req.Header.Set("Accept-Encoding", tc.encoding)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"net/http"
 	"sync"
 
@@ -25,30 +24,33 @@ type textHandler struct {
 	bufs     sync.Pool
 }
 
-func newTextHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, errLog promhttp.Logger) *textHandler {
-	h := &textHandler{
+func newTextHandler(gatherer prometheus.TransactionalGatherer, errCnt *prometheus.CounterVec, errLog promhttp.Logger) *textHandler {
+	// promhttp counts into the counter registered in its registry: this
+	// one, served with the exporter's own families (see newGatherers).
+	errReg := prometheus.NewRegistry()
+	errReg.MustRegister(errCnt)
+	return &textHandler{
 		gatherer: gatherer,
 		promhttp: promhttp.HandlerForTransactional(gatherer, promhttp.HandlerOpts{
 			DisableCompression: true,
 			ErrorHandling:      promhttp.ContinueOnError,
 			ErrorLog:           errLog,
-			Registry:           registry,
+			Registry:           errReg,
 		}),
+		errCnt: errCnt,
 		errLog: errLog,
 	}
-	// promhttp registered its error counter in registry: count into the
-	// same one.
-	h.errCnt = prometheus.NewCounterVec(prometheus.CounterOpts{
+}
+
+// newErrCounter is promhttp's error counter, its two causes created.
+func newErrCounter() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "promhttp_metric_handler_errors_total",
 		Help: "Total number of internal errors encountered by the promhttp metric handler.",
 	}, []string{"cause"})
-	if err := registry.Register(h.errCnt); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			h.errCnt = are.ExistingCollector.(*prometheus.CounterVec)
-		}
-	}
-	return h
+	c.WithLabelValues("gathering")
+	c.WithLabelValues("encoding")
+	return c
 }
 
 func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	stdlog "log"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // fixedRegistry holds families of every type with fixed values, so two
@@ -60,7 +63,7 @@ func serve(t *testing.T, h http.Handler, url, accept string) (int, http.Header, 
 // OpenMetrics (not enabled, so text), protobuf, and a name[] filter.
 func TestTextHandlerMatchesPromhttp(t *testing.T) {
 	reg := fixedRegistry(t)
-	ours := newTextHandler(prometheus.ToTransactionalGatherer(reg), prometheus.NewRegistry(), stdlog.New(io.Discard, "", 0))
+	ours := newTextHandler(prometheus.ToTransactionalGatherer(reg), newErrCounter(), stdlog.New(io.Discard, "", 0))
 	ref := promhttp.HandlerFor(reg, promhttp.HandlerOpts{DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
 	for _, tc := range []struct{ url, accept string }{
 		{"/metrics", ""},
@@ -83,5 +86,22 @@ func TestTextHandlerMatchesPromhttp(t *testing.T) {
 		if len(body) < 40 {
 			t.Errorf("%s %q: body %q is too short to compare", tc.url, tc.accept, body)
 		}
+	}
+}
+
+// Gathering errors are counted in the one promhttp_metric_handler_errors_total
+// the exporter serves, whichever path served the request.
+func TestTextHandlerCountsErrorsOnce(t *testing.T) {
+	reg := fixedRegistry(t)
+	failing := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, _ := reg.Gather()
+		return mfs, errors.New("a collector failed")
+	})
+	errCnt := newErrCounter()
+	h := newTextHandler(prometheus.ToTransactionalGatherer(failing), errCnt, stdlog.New(io.Discard, "", 0))
+	serve(t, h, "/metrics", "")
+	serve(t, h, "/metrics", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
+	if got := testutil.ToFloat64(errCnt.WithLabelValues("gathering")); got != 2 {
+		t.Errorf("gathering errors counted: %v, want 2 (text and protobuf)", got)
 	}
 }

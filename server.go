@@ -60,8 +60,8 @@ const (
 
 func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*server, error) {
 	s := &server{opts: o, logger: logger, conns: newConnLimiter(maxConnections)}
-	registry, self := newRegistry(o.procPath, o.exporterMetrics, logger)
-	registry.MustRegister(s.conns.collectors()...)
+	errCnt := newErrCounter()
+	registry, more := newGatherers(o.procPath, o.exporterMetrics, logger, append(s.conns.collectors(), errCnt)...)
 	mux := http.NewServeMux()
 
 	if o.remediateEnable {
@@ -70,7 +70,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 			return nil, err
 		}
 	}
-	mux.Handle(o.metricsPath, releaseAfterFirst(metricsHandler(exporter.WithGatherer(registry, self...), registry, o.maxRequests, logger), logger))
+	mux.Handle(o.metricsPath, releaseAfterFirst(metricsHandler(exporter.WithGatherer(registry, more...), errCnt, o.maxRequests, logger), logger))
 	// Probes for Kubernetes and load balancers: the process is up and serving.
 	// They do not read the kernel, so a broken source never restarts the pod.
 	for _, p := range []string{"/-/healthy", "/-/ready"} {
@@ -306,34 +306,43 @@ func (s *server) close() {
 	}
 }
 
-// newRegistry registers what is served next to the exporter's own families
-// (collector.Exporter.Gather): build info, and remediation adds its metrics
-// when enabled. The process and Go runtime metrics, unless disabled, come
-// from selfmetrics, or, should it not know every family client_golang
-// exports, from client_golang's collectors in the registry.
-func newRegistry(procPath string, exporterMetrics bool, logger log.Logger) (*prometheus.Registry, []prometheus.TransactionalGatherer) {
+// newGatherers sets up what is served next to the exporter's own families
+// (collector.Exporter.Gather): a registry, where remediation registers its
+// metrics when enabled; build info and owned, collectors of one family each,
+// through selfmetrics.Families; and, unless disabled, the process and Go
+// runtime metrics through selfmetrics.Gatherer. Should selfmetrics refuse
+// any of them, they go into the registry (client_golang's collectors for the
+// Go and process metrics), served the same at a higher cost per scrape.
+func newGatherers(procPath string, exporterMetrics bool, logger log.Logger, owned ...prometheus.Collector) (*prometheus.Registry, []prometheus.TransactionalGatherer) {
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(versioncollector.NewCollector(exporterName))
+	var more []prometheus.TransactionalGatherer
+	owned = append([]prometheus.Collector{versioncollector.NewCollector(exporterName)}, owned...)
+	if fams, err := selfmetrics.NewFamilies(owned...); err == nil {
+		more = append(more, fams)
+	} else {
+		level.Warn(logger).Log("msg", "serving build info and the HTTP server's metrics through a registry, at a higher cost per scrape", "err", err)
+		registry.MustRegister(owned...)
+	}
 	if !exporterMetrics {
-		return registry, nil
+		return registry, more
 	}
 	self, err := selfmetrics.New(procPath)
 	if err != nil {
 		level.Warn(logger).Log("msg", "serving the Go and process metrics through client_golang's collectors, at a higher cost per scrape", "err", err)
 		registry.MustRegister(processcollector.New(procPath), collectors.NewGoCollector())
-		return registry, nil
+		return registry, more
 	}
-	return registry, []prometheus.TransactionalGatherer{self}
+	return registry, append(more, self)
 }
 
 // metricsHandler serves gatherer, gzipped (see fastgzip), in the text
 // format through textenc and in other formats through promhttp (see
-// textHandler); promhttp's own error counter goes to registry. Its error log
+// textHandler), counting its errors in errCnt. Its error log
 // is rate limited: a scraper that resets the connection makes it log one line
 // per metric family. At most maxRequests scrapes are in flight, the writing
 // of their gzipped responses included.
-func metricsHandler(gatherer prometheus.TransactionalGatherer, registry *prometheus.Registry, maxRequests int, logger log.Logger) http.Handler {
-	return limitInFlight(fastgzip.Handler(newTextHandler(gatherer, registry, newServerErrorLog(logger, "metrics"))), maxRequests)
+func metricsHandler(gatherer prometheus.TransactionalGatherer, errCnt *prometheus.CounterVec, maxRequests int, logger log.Logger) http.Handler {
+	return limitInFlight(fastgzip.Handler(newTextHandler(gatherer, errCnt, newServerErrorLog(logger, "metrics"))), maxRequests)
 }
 
 // pageRemediations adapts the receiver's decisions to the landing page's

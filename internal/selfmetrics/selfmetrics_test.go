@@ -281,3 +281,52 @@ func BenchmarkGather(b *testing.B) {
 		}
 	})
 }
+
+// Families serves what a Registry would for the same collectors: the same
+// families, series in the same order, created timestamps included, and
+// series created after start.
+func TestFamiliesMatchRegistry(t *testing.T) {
+	cv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x_total", Help: "X."}, []string{"reason", "zone"})
+	cv.WithLabelValues("b", "Normal").Add(2)
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "a_open", Help: "A."})
+	konst := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "m_info", Help: "M.", ConstLabels: prometheus.Labels{"version": "1"}}, func() float64 { return 1 })
+	f, err := NewFamilies(cv, g, konst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cv.WithLabelValues("a", "DMA").Inc()
+	cv.WithLabelValues("c", "DMA32").Inc()
+	g.Set(7)
+	got, done, err := f.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	want := gatherRegistry(t, cv, g, konst)
+	if len(got) != len(want) {
+		t.Fatalf("%d families, the registry %d", len(got), len(want))
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("family %d:\n ours %v\n ref  %v", i, got[i], want[i])
+		}
+	}
+	if n := len(got[len(got)-1].Metric); n != 3 {
+		t.Errorf("x_total has %d series, want 3", n)
+	}
+}
+
+func TestFamiliesRefused(t *testing.T) {
+	empty := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e_total", Help: "E."}, []string{"l"})
+	if _, err := NewFamilies(empty); err == nil {
+		t.Error("a vector without series was accepted: its name is not known")
+	}
+	if _, err := NewFamilies(collectors.NewGoCollector()); err == nil {
+		t.Error("a collector of many families was accepted")
+	}
+	a := prometheus.NewGauge(prometheus.GaugeOpts{Name: "dup", Help: "D."})
+	b := prometheus.NewGauge(prometheus.GaugeOpts{Name: "dup", Help: "D."})
+	if _, err := NewFamilies(a, b); err == nil {
+		t.Error("a name collected twice was accepted")
+	}
+}
