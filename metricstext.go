@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/memfrag/memfrag_exporter/internal/textenc"
@@ -59,26 +60,16 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.promhttp.ServeHTTP(w, r)
 		return
 	}
-	mfs, done, err := h.gatherer.Gather()
-	defer done()
-	if err != nil {
-		h.errLog.Println("error gathering metrics:", err)
-		h.errCnt.WithLabelValues("gathering").Inc()
-		if len(mfs) == 0 {
-			http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
-			return
-		}
-	}
 	tb, _ := h.bufs.Get().(*textBuf)
 	if tb == nil {
 		tb = new(textBuf)
 	}
 	out := appender{tb.b[:0]}
 	var enc expfmt.Encoder // for the families textenc leaves to expfmt
-	for _, mf := range mfs {
+	other := func(b []byte, mf *dto.MetricFamily) []byte {
 		var ok bool
-		if out.b, ok = tb.enc.Append(out.b, mf); ok {
-			continue
+		if out.b, ok = tb.enc.Append(b, mf); ok {
+			return out.b
 		}
 		if enc == nil {
 			enc = expfmt.NewEncoder(&out, format)
@@ -87,6 +78,31 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.errLog.Println("error encoding and sending metric family:", err)
 			h.errCnt.WithLabelValues("encoding").Inc()
 		}
+		return out.b
+	}
+	var err error
+	written := false
+	if ta, ok := h.gatherer.(textAppender); ok {
+		out.b, written, err = ta.AppendText(out.b, other)
+	}
+	if !written {
+		var mfs []*dto.MetricFamily
+		var done func()
+		mfs, done, err = h.gatherer.Gather()
+		defer done()
+		if err != nil && len(mfs) == 0 {
+			h.errLog.Println("error gathering metrics:", err)
+			h.errCnt.WithLabelValues("gathering").Inc()
+			http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for _, mf := range mfs {
+			out.b = other(out.b, mf)
+		}
+	}
+	if err != nil {
+		h.errLog.Println("error gathering metrics:", err)
+		h.errCnt.WithLabelValues("gathering").Inc()
 	}
 	w.Header().Add("Vary", "Accept")
 	w.Header().Set("Content-Type", string(format))
@@ -99,6 +115,13 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cap(out.b) <= 4<<20 { // a rare huge response is not kept
 		h.bufs.Put(tb)
 	}
+}
+
+// textAppender is a gatherer that appends its families in the text format
+// itself (collector's merged gatherer); ok false means it did not, and
+// Gather is to be encoded instead.
+type textAppender interface {
+	AppendText(b []byte, other func([]byte, *dto.MetricFamily) []byte) (_ []byte, ok bool, err error)
 }
 
 // textBuf is a response's buffer and the encoder that fills it, kept for

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/memfrag/memfrag_exporter/internal/textenc"
 )
 
 // Gather runs every enabled collector once and returns their metric
@@ -33,11 +35,17 @@ func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
 // families in a slab, and one taken from slabs once the families are
 // encoded: the ~260 metrics of a scrape then cost no allocation.
 type slab struct {
-	famOf      []int32 // by metricDesc.id: 1 + index in families, 0 for none yet
-	ids        []int   // families[i]'s metricDesc.id
+	outs       []*samples
+	famOf      []int32 // by metricDesc.id: 1 + index in ids, 0 for none yet
+	ids        []int   // family i's metricDesc.id
+	descs      []*metricDesc
+	typs       []prometheus.ValueType
+	start      []int // family i's samples are refs[start[i]:end(i)]
+	next       []int
+	refs       []sampleRef
+	order      []int // appendText's families, sorted by name
 	families   []dto.MetricFamily
 	ptrs       []*dto.MetricFamily
-	start      []int // families[i]'s metrics are metricPtrs[start[i]:...]
 	metrics    []dto.Metric
 	metricPtrs []*dto.Metric
 	values     []float64
@@ -49,80 +57,161 @@ type slab struct {
 
 var slabs = sync.Pool{New: func() any { return new(slab) }}
 
-// gather runs the collectors and builds their families in sl.
-func (e *Exporter) gather(sl *slab) []*dto.MetricFamily {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// group runs the collectors and lays out their families in sl: one per
+// desc, in the order first seen, with sl.start[i] the index in sl.refs of
+// family i's first sample and sl.refs its samples family by family.
+func (e *Exporter) group(sl *slab) {
 	e.run()
-
-	outs := make([]*samples, 0, 16)
+	sl.outs = sl.outs[:0]
 	for _, s := range e.sources {
-		outs = append(outs, &s.out)
+		sl.outs = append(sl.outs, &s.out)
 	}
-	outs = append(outs, &e.status)
+	sl.outs = append(sl.outs, &e.status)
 
-	// One family per desc, in the order first seen; count each one's samples.
+	// Count each family's samples.
 	n := 0
-	sl.families, sl.start, sl.ids = sl.families[:0], sl.start[:0], sl.ids[:0]
-	for _, out := range outs {
+	sl.start, sl.ids, sl.descs, sl.typs = sl.start[:0], sl.ids[:0], sl.descs[:0], sl.typs[:0]
+	for _, out := range sl.outs {
 		for i := range out.next {
 			d := out.slots[i].desc
 			if d.id >= len(sl.famOf) {
 				sl.famOf = append(sl.famOf, make([]int32, d.id+1-len(sl.famOf))...)
 			}
 			if sl.famOf[d.id] == 0 {
-				sl.families = append(sl.families, dto.MetricFamily{Name: &d.name, Help: &d.help, Type: metricType(out.slots[i].typ)})
 				sl.start = append(sl.start, 0)
 				sl.ids = append(sl.ids, d.id)
-				sl.famOf[d.id] = int32(len(sl.families))
+				sl.descs = append(sl.descs, d)
+				sl.typs = append(sl.typs, out.slots[i].typ)
+				sl.famOf[d.id] = int32(len(sl.ids))
 			}
 			sl.start[sl.famOf[d.id]-1]++
 			n++
 		}
 	}
+	off := 0
+	for i, count := range sl.start {
+		sl.start[i] = off
+		off += count
+	}
+	sl.refs = resize(sl.refs, n)
+	next := append(sl.next[:0], sl.start...)
+	for o, out := range sl.outs {
+		for i := range out.next {
+			f := sl.famOf[out.slots[i].desc.id] - 1
+			sl.refs[next[f]] = sampleRef{int32(o), int32(i)}
+			next[f]++
+		}
+	}
+	sl.next = next
+	for _, id := range sl.ids {
+		sl.famOf[id] = 0
+	}
+}
+
+// sampleRef is sample i of sl.outs[out].
+type sampleRef struct{ out, i int32 }
+
+// end is where family f's samples end in sl.refs.
+func (sl *slab) end(f int) int {
+	if f+1 < len(sl.start) {
+		return sl.start[f+1]
+	}
+	return len(sl.refs)
+}
+
+// gather runs the collectors and builds their families in sl.
+func (e *Exporter) gather(sl *slab) []*dto.MetricFamily {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.group(sl)
+	n := len(sl.refs)
+	sl.families = resize(sl.families, len(sl.ids))
 	sl.metrics = resize(sl.metrics, n)
 	sl.metricPtrs = resize(sl.metricPtrs, n)
 	sl.values = resize(sl.values, n)
 	sl.gauges = resize(sl.gauges, n)
-	sl.counters = sl.counters[:0]
-	if cap(sl.counters) < n {
-		sl.counters = make([]dto.Counter, 0, n)
-	}
-	off := 0
-	for i := range sl.families {
-		count := sl.start[i]
-		sl.start[i] = off
-		sl.families[i].Metric = sl.metricPtrs[off : off : off+count]
-		off += count
-	}
-
-	j := 0
-	for _, out := range outs {
-		for i := range out.next {
-			cm := out.metric(i)
-			mf := &sl.families[sl.famOf[cm.desc.id]-1]
+	sl.counters = resize(sl.counters, n)
+	sl.ptrs = sl.ptrs[:0]
+	for f := range sl.ids {
+		d := sl.descs[f]
+		mf := &sl.families[f]
+		*mf = dto.MetricFamily{Name: &d.name, Help: &d.help, Type: metricType(sl.typs[f])}
+		mf.Metric = sl.metricPtrs[sl.start[f]:sl.start[f]:sl.end(f)]
+		for j := sl.start[f]; j < sl.end(f); j++ {
+			r := sl.refs[j]
+			cm := sl.outs[r.out].metric(int(r.i))
 			m, v := &sl.metrics[j], &sl.values[j]
 			*v = cm.v
 			*m = dto.Metric{Label: cm.labels}
 			if cm.typ == prometheus.CounterValue {
-				sl.counters = append(sl.counters, dto.Counter{Value: v})
-				m.Counter = &sl.counters[len(sl.counters)-1]
+				c := &sl.counters[j]
+				*c = dto.Counter{Value: v}
+				m.Counter = c
 			} else {
 				g := &sl.gauges[j]
 				*g = dto.Gauge{Value: v}
 				m.Gauge = g
 			}
 			mf.Metric = append(mf.Metric, m)
-			j++
 		}
-	}
-	sl.ptrs = sl.ptrs[:0]
-	for i := range sl.families {
-		sl.ptrs = append(sl.ptrs, &sl.families[i])
-		sl.famOf[sl.ids[i]] = 0
+		sl.ptrs = append(sl.ptrs, mf)
 	}
 	slices.SortFunc(sl.ptrs, func(a, b *dto.MetricFamily) int { return strings.Compare(*a.Name, *b.Name) })
 	return sl.ptrs
+}
+
+// appendText runs the collectors and appends their families to b in the
+// text format, sorted by name and merged with others (sorted by name, each
+// appended by other), as the text encoding of gather's families merged
+// with others would be, without building them. A name in both is an
+// error, and others' family is the one written. ok is false, with nothing
+// appended, if a name needs quoting: the caller then encodes gather's
+// families instead.
+func (e *Exporter) appendText(b []byte, sl *slab, others []*dto.MetricFamily, other func([]byte, *dto.MetricFamily) []byte) (_ []byte, ok bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.group(sl)
+	order := sl.order[:0]
+	for f := range sl.ids {
+		if sl.descs[f].header(sl.typs[f]) == "" {
+			return b, false, nil
+		}
+		for j := sl.start[f]; j < sl.end(f); j++ {
+			r := sl.refs[j]
+			if sl.outs[r.out].slots[r.i].text == "" {
+				return b, false, nil
+			}
+		}
+		order = append(order, f)
+	}
+	slices.SortFunc(order, func(x, y int) int { return strings.Compare(sl.descs[x].name, sl.descs[y].name) })
+	sl.order = order
+	var errs prometheus.MultiError
+	i := 0
+	for _, f := range order {
+		d := sl.descs[f]
+		for i < len(others) && others[i].GetName() <= d.name {
+			if others[i].GetName() == d.name {
+				errs = append(errs, fmt.Errorf("metric family %s is gathered twice", d.name))
+			}
+			b = other(b, others[i])
+			i++
+		}
+		if i > 0 && others[i-1].GetName() == d.name {
+			continue
+		}
+		b = append(b, d.header(sl.typs[f])...)
+		for j := sl.start[f]; j < sl.end(f); j++ {
+			r := sl.refs[j]
+			out := sl.outs[r.out]
+			b = append(b, out.slots[r.i].text...)
+			b = textenc.AppendValue(b, out.values[r.i])
+		}
+	}
+	for ; i < len(others); i++ {
+		b = other(b, others[i])
+	}
+	return b, true, errs.MaybeUnwrap()
 }
 
 // resize returns s with length n, reusing its storage when it can.
@@ -164,12 +253,22 @@ type merged struct {
 }
 
 func (g merged) Gather() ([]*dto.MetricFamily, func(), error) {
+	sl := slabs.Get().(*slab)
+	out, errs := g.others(sl)
+	out = append(out, g.e.gather(sl)...)
+	out, errs = mergeSorted(out, errs)
+	sl.merged = out
+	return out, g.done(sl), errs.MaybeUnwrap()
+}
+
+// others gathers rest's and more's families into sl.merged, each part
+// sorted by name, and keeps more's done functions in sl.dones.
+func (g merged) others(sl *slab) ([]*dto.MetricFamily, prometheus.MultiError) {
 	var errs prometheus.MultiError
 	a, err := g.rest.Gather() // with an error, a still holds what could be gathered
 	if err != nil {
 		errs = append(errs, err)
 	}
-	sl := slabs.Get().(*slab)
 	out := append(sl.merged[:0], a...)
 	dones := sl.dones[:0]
 	for _, m := range g.more {
@@ -180,9 +279,14 @@ func (g merged) Gather() ([]*dto.MetricFamily, func(), error) {
 		out = append(out, fams...)
 		dones = append(dones, done)
 	}
-	out = append(out, g.e.gather(sl)...)
-	// Each part is sorted by name: a stable sort keeps a name gathered twice
-	// in the order above, and the first is kept.
+	sl.dones = dones
+	return out, errs
+}
+
+// mergeSorted sorts parts that are each sorted by name into one list.
+// A stable sort keeps a name gathered twice in the parts' order, and the
+// first is kept.
+func mergeSorted(out []*dto.MetricFamily, errs prometheus.MultiError) ([]*dto.MetricFamily, prometheus.MultiError) {
 	slices.SortStableFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
 	out = slices.CompactFunc(out, func(a, b *dto.MetricFamily) bool {
 		if a.GetName() != b.GetName() {
@@ -191,8 +295,29 @@ func (g merged) Gather() ([]*dto.MetricFamily, func(), error) {
 		errs = append(errs, fmt.Errorf("metric family %s is gathered twice", a.GetName()))
 		return true
 	})
-	sl.merged, sl.dones = out, dones
-	done := func() {
+	return out, errs
+}
+
+// AppendText appends what Gather gathers to b in the text format 0.0.4:
+// the exporter's own families written straight from its samples (see
+// Exporter.appendText), the others by other. ok is false, with nothing
+// appended, when the exporter's families must go through Gather instead.
+func (g merged) AppendText(b []byte, other func([]byte, *dto.MetricFamily) []byte) (_ []byte, ok bool, err error) {
+	sl := slabs.Get().(*slab)
+	defer g.done(sl)()
+	out, errs := g.others(sl)
+	out, errs = mergeSorted(out, errs)
+	sl.merged = out
+	b, ok, err = g.e.appendText(b, sl, out, other)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return b, ok, errs.MaybeUnwrap()
+}
+
+// done returns the function that gives sl and what more gathered back.
+func (g merged) done(sl *slab) func() {
+	return func() {
 		if sl == nil {
 			return // called twice: the slab must go back to the pool once
 		}
@@ -204,5 +329,4 @@ func (g merged) Gather() ([]*dto.MetricFamily, func(), error) {
 		slabs.Put(sl)
 		sl = nil
 	}
-	return out, done, errs.MaybeUnwrap()
 }

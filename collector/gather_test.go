@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 func familiesText(t *testing.T, mfs []*dto.MetricFamily) []string {
@@ -217,5 +219,80 @@ func TestWithGathererReuse(t *testing.T) {
 	}
 	for _, done := range dones {
 		done()
+	}
+}
+
+// maskDurations replaces the values of the collector duration series, the
+// one thing two scrapes of a fixture do not share.
+func maskDurations(text string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "memfrag_scrape_collector_duration_seconds{") {
+			lines[i] = l[:strings.LastIndexByte(l, ' ')] + " X"
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// The text the exporter writes straight from its samples is, byte for
+// byte, the text encoding of what Gather gives, merged with the families
+// of the rest: on every fixture, with others' names before, between and
+// after the exporter's.
+func TestAppendTextMatchesGather(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for _, n := range []string{"a_first", "memfrag_m_between", "memfrag_zone_z_between", "zzz_last"} {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: n, Help: "Other " + n + "."}, []string{"l"})
+		g.WithLabelValues("x").Set(1.5)
+		g.WithLabelValues("a \"quoted\" \\ value").Set(-2)
+		reg.MustRegister(g)
+	}
+	other := func(b []byte, mf *dto.MetricFamily) []byte {
+		var buf bytes.Buffer
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+		return append(b, buf.Bytes()...)
+	}
+	for _, fx := range fixtures {
+		t.Run(fx.name, func(t *testing.T) {
+			e := newFixtureExporter(t, fx.name, fx.pageSize, nil)
+			g := e.WithGatherer(reg).(merged)
+			mfs, done, err := g.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []byte
+			for _, mf := range mfs {
+				want = other(want, mf)
+			}
+			done()
+			got, ok, err := g.AppendText([]byte("kept\n"), other)
+			if err != nil || !ok {
+				t.Fatalf("AppendText: %v, %v", ok, err)
+			}
+			if !strings.HasPrefix(string(got), "kept\n") {
+				t.Fatalf("AppendText dropped what b held")
+			}
+			if g, w := maskDurations(string(got[len("kept\n"):])), maskDurations(string(want)); g != w {
+				t.Errorf("AppendText and Gather differ:\n%s", diffLines(strings.Split(g, "\n"), strings.Split(w, "\n")))
+			}
+		})
+	}
+}
+
+// A family the rest gathers under one of the exporter's names is an error,
+// and only the rest's is written, as Gather keeps only the rest's.
+func TestAppendTextDuplicateName(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "memfrag_scrape_collector_success", Help: "Impostor."}))
+	e := newFixtureExporter(t, fixtures[0].name, fixtures[0].pageSize, nil)
+	got, ok, err := e.WithGatherer(reg).(merged).AppendText(nil, func(b []byte, mf *dto.MetricFamily) []byte {
+		return append(b, "# other "+mf.GetName()+"\n"...)
+	})
+	if !ok || err == nil || !strings.Contains(err.Error(), "gathered twice") {
+		t.Fatalf("ok %v, err %v; want an error naming the duplicate", ok, err)
+	}
+	if !strings.Contains(string(got), "# other memfrag_scrape_collector_success\n") || strings.Contains(string(got), "# HELP memfrag_scrape_collector_success") {
+		t.Errorf("the exporter's family was written next to the rest's:\n%s", got)
 	}
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/memfrag/memfrag_exporter/internal/textenc"
 )
 
 // samples collects what one collector emits in a scrape. A collector emits
@@ -30,6 +32,7 @@ type seriesSlot struct {
 	typ    prometheus.ValueType
 	values []string
 	pairs  []*dto.LabelPair
+	text   string // the series' line up to its value (textenc.AppendSeriesPrefix); "" if names need quoting
 }
 
 // metricDesc is a prometheus.Desc that also keeps the name and help, which
@@ -37,14 +40,32 @@ type seriesSlot struct {
 // directly (see Exporter.Gather).
 type metricDesc struct {
 	*prometheus.Desc
-	name, help string
-	id         int // small and unique: Gather indexes families by it
+	name, help  string
+	id          int    // small and unique: Gather indexes families by it
+	gaugeHead   string // the text format's # HELP and # TYPE lines as a gauge family; "" if the name needs quoting
+	counterHead string // and as a counter family
+}
+
+// header is the family's # HELP and # TYPE lines for typ; "" if its name
+// needs quoting.
+func (d *metricDesc) header(typ prometheus.ValueType) string {
+	if typ == prometheus.CounterValue {
+		return d.counterHead
+	}
+	return d.gaugeHead
 }
 
 var descIDs atomic.Int64
 
 func newDesc(name, help string, labels []string) *metricDesc {
-	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, id: int(descIDs.Add(1))}
+	d := &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, id: int(descIDs.Add(1))}
+	if b, ok := textenc.AppendHeader(nil, name, &help, dto.MetricType_GAUGE); ok {
+		d.gaugeHead = string(b)
+	}
+	if b, ok := textenc.AppendHeader(nil, name, &help, dto.MetricType_COUNTER); ok {
+		d.counterHead = string(b)
+	}
+	return d
 }
 
 // cachedMetric is a prometheus.Metric with label pairs shared between
@@ -102,7 +123,8 @@ func (s *samples) add(desc *metricDesc, typ prometheus.ValueType, v float64, val
 			}
 			return
 		}
-		*slot = seriesSlot{desc: desc, typ: typ, values: append(slot.values[:0], values...), pairs: d.Label}
+		text, _ := textenc.AppendSeriesPrefix(nil, desc.name, d.Label)
+		*slot = seriesSlot{desc: desc, typ: typ, values: append(slot.values[:0], values...), pairs: d.Label, text: string(text)}
 	}
 	s.values[s.next] = v
 	s.next++

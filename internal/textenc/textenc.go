@@ -134,21 +134,30 @@ func appendFamily(b []byte, mf *dto.MetricFamily, labels func(m *dto.Metric) (st
 // appendHeader appends mf's # HELP and # TYPE lines, or reports that mf is
 // not handled for its name or type.
 func appendHeader(b []byte, mf *dto.MetricFamily) ([]byte, bool) {
-	name := mf.GetName()
-	if len(mf.Metric) == 0 || !legacyName(name, true) {
+	if len(mf.Metric) == 0 {
+		return b, false
+	}
+	return AppendHeader(b, mf.GetName(), mf.Help, mf.GetType())
+}
+
+// AppendHeader appends the # HELP (if help is not nil) and # TYPE lines of
+// a family, or reports that the family is not handled for its name or
+// type.
+func AppendHeader(b []byte, name string, help *string, typ dto.MetricType) ([]byte, bool) {
+	if !legacyName(name, true) {
 		return b, false
 	}
 	start := len(b)
-	if mf.Help != nil {
+	if help != nil {
 		b = append(b, "# HELP "...)
 		b = append(b, name...)
 		b = append(b, ' ')
-		b = appendEscaped(b, *mf.Help, false)
+		b = appendEscaped(b, *help, false)
 		b = append(b, '\n')
 	}
 	b = append(b, "# TYPE "...)
 	b = append(b, name...)
-	switch mf.GetType() {
+	switch typ {
 	case dto.MetricType_COUNTER:
 		b = append(b, " counter\n"...)
 	case dto.MetricType_GAUGE:
@@ -194,6 +203,30 @@ func appendSeries(b []byte, start int, mf *dto.MetricFamily, labels func(m *dto.
 		}
 	}
 	return b, true
+}
+
+// AppendSeriesPrefix appends what comes before the value on a series'
+// line, name{label="value",...} and a space, or reports that the names
+// are not handled.
+func AppendSeriesPrefix(b []byte, name string, pairs []*dto.LabelPair) ([]byte, bool) {
+	if !legacyName(name, true) {
+		return b, false
+	}
+	for _, lp := range pairs {
+		if !legacyName(lp.GetName(), false) {
+			return b, false
+		}
+	}
+	b = append(b, name...)
+	if len(pairs) > 0 {
+		b = append(appendLabels(b, pairs), '}')
+	}
+	return append(b, ' '), true
+}
+
+// AppendValue appends a series line's value and its newline.
+func AppendValue(b []byte, v float64) []byte {
+	return append(AppendFloat(b, v), '\n')
 }
 
 // appendLabels appends {name="value",... for the pairs, without the
