@@ -35,20 +35,23 @@ func releaseAfterFirst(h http.Handler, logger log.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		once.Do(func() {
-			n, err := releaseStartupPages("/proc/self/smaps", "/proc/self/exe")
-			if err != nil {
-				level.Debug(logger).Log("msg", "start-up pages of the executable not released", "err", err)
-				return
-			}
-			level.Debug(logger).Log("msg", "released the executable's start-up pages", "resident_kib", n>>10)
+			go func() { // not in the way of this response or the next
+				n, err := releaseStartupPages("/proc/self/smaps", "/proc/self/exe")
+				if err != nil {
+					level.Debug(logger).Log("msg", "start-up pages of the executable not released", "err", err)
+					return
+				}
+				level.Debug(logger).Log("msg", "released the executable's start-up pages", "resident_kib", n>>10)
+			}()
 		})
 	})
 }
 
 // releaseStartupPages unmaps the resident pages of every mapping of exe
 // (resolved) in smaps that is neither writable nor holds a private copy of
-// a page (Anonymous 0: nothing relocated or written there), and returns how
-// many bytes of them were resident.
+// a page, in memory or swapped out (Anonymous and Swap 0: nothing relocated
+// or written there, as in a PIE's RELRO segment), and returns how many
+// bytes of them were resident.
 func releaseStartupPages(smaps, exe string) (int64, error) {
 	path, err := os.Readlink(exe)
 	if err != nil {
@@ -60,13 +63,13 @@ func releaseStartupPages(smaps, exe string) (int64, error) {
 	}
 	var released int64
 	type mapping struct {
-		lo, hi    uintptr
-		ours      bool
-		rss, anon int64
+		lo, hi          uintptr
+		ours            bool
+		rss, anon, swap int64
 	}
 	var cur mapping
 	flush := func() error {
-		if !cur.ours || cur.anon != 0 || cur.rss == 0 {
+		if !cur.ours || cur.anon != 0 || cur.swap != 0 || cur.rss == 0 {
 			return nil
 		}
 		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, cur.lo, cur.hi-cur.lo, syscall.MADV_DONTNEED); e != 0 {
@@ -93,11 +96,11 @@ func releaseStartupPages(smaps, exe string) (int64, error) {
 			}
 			cur = mapping{lo: uintptr(l), hi: uintptr(h)}
 			cur.ours = len(f) >= 6 && strings.Join(f[5:], " ") == path && !strings.Contains(f[1], "w") && f[1][3] == 'p'
-			cur.anon = -1 // unknown until its line is read
+			cur.anon, cur.swap = -1, -1 // unknown until their lines are read
 			continue
 		}
 		switch f[0] {
-		case "Rss:", "Anonymous:":
+		case "Rss:", "Anonymous:", "Swap:":
 			if len(f) < 3 || f[2] != "kB" {
 				return released, fmt.Errorf("%s: malformed %q", smaps, line)
 			}
@@ -105,10 +108,13 @@ func releaseStartupPages(smaps, exe string) (int64, error) {
 			if err != nil {
 				return released, fmt.Errorf("%s: malformed %q", smaps, line)
 			}
-			if f[0] == "Rss:" {
+			switch f[0] {
+			case "Rss:":
 				cur.rss = v << 10
-			} else {
+			case "Anonymous:":
 				cur.anon = v << 10
+			default:
+				cur.swap = v << 10
 			}
 		}
 	}

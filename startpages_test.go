@@ -57,8 +57,9 @@ func TestReleaseStartupPages(t *testing.T) {
 }
 
 // A malformed smaps releases nothing and says so; a mapping of the
-// executable with private copies of pages in it (relocations, a debugger's
-// breakpoints) is never released.
+// executable with private copies of pages in it, resident or swapped out
+// (relocations, a debugger's breakpoints), or whose counts are not known,
+// is never released.
 func TestReleaseStartupPagesRefuses(t *testing.T) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
@@ -81,13 +82,15 @@ func TestReleaseStartupPagesRefuses(t *testing.T) {
 		t.Errorf("malformed Rss: %d, %v", n, err)
 	}
 	// Addresses no mapping has: madvise would fail, so reaching it shows.
-	dirty := write("dirty", "1000-2000 r--p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 4 kB\n"+
-		"3000-4000 rw-p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 0 kB\n"+
-		"5000-6000 r--p 00000000 00:00 0 /usr/lib/other\nRss: 4 kB\nAnonymous: 0 kB\n")
+	dirty := write("dirty", "1000-2000 r--p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 4 kB\nSwap: 0 kB\n"+
+		"7000-8000 r--p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 0 kB\nSwap: 4 kB\n"+
+		"9000-a000 r--p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 0 kB\n"+
+		"3000-4000 rw-p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 0 kB\nSwap: 0 kB\n"+
+		"5000-6000 r--p 00000000 00:00 0 /usr/lib/other\nRss: 4 kB\nAnonymous: 0 kB\nSwap: 0 kB\n")
 	if n, err := releaseStartupPages(dirty, "/proc/self/exe"); err != nil || n != 0 {
-		t.Errorf("dirty, writable and other mappings: released %d, %v", n, err)
+		t.Errorf("dirty, swapped, unknown, writable and other mappings: released %d, %v", n, err)
 	}
-	clean := write("clean", "1000-2000 r--p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 0 kB\n")
+	clean := write("clean", "1000-2000 r--p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 0 kB\nSwap: 0 kB\n")
 	if _, err := releaseStartupPages(clean, "/proc/self/exe"); err == nil {
 		t.Errorf("a clean mapping was not released (madvise of an unmapped range should fail)")
 	}

@@ -396,7 +396,7 @@ func setupExtfrag(cfg extfragConfig, logger log.Logger) (*extfragCounter, []stri
 		return nil, nil, 0, err
 	}
 	var pti pagetypeinfo
-	f := procfile.New(filepath.Join(cfg.procPath, "pagetypeinfo"))
+	f := procfile.NewSlow(filepath.Join(cfg.procPath, "pagetypeinfo"))
 	err = f.Do(func(data []byte) error { return pti.parse(data) })
 	f.Close()
 	if err != nil {

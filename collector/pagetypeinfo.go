@@ -75,7 +75,7 @@ func newPagetypeinfo(cfg Config, _ log.Logger) (source, error) {
 		return nil, fmt.Errorf("pagetypeinfo minimum interval %v is negative", interval)
 	}
 	return &pagetypeinfoCollector{
-		file:        procfile.New(filepath.Join(cfg.ProcPath, "pagetypeinfo")),
+		file:        procfile.NewSlow(filepath.Join(cfg.ProcPath, "pagetypeinfo")),
 		minInterval: interval,
 		now:         time.Now,
 	}, nil

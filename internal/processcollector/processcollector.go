@@ -306,3 +306,22 @@ func ipExtOctets(b []byte) (in, out float64) {
 	}
 	return in, out
 }
+
+// Template is a collector of every family Collect may export, each with
+// the value 0: what selfmetrics lays the families out from, so that a
+// figure unreadable at start is served once it can be read.
+func (c *Collector) Template() prometheus.Collector { return template{c} }
+
+type template struct{ c *Collector }
+
+func (t template) Describe(ch chan<- *prometheus.Desc) { t.c.Describe(ch) }
+
+func (t template) Collect(ch chan<- prometheus.Metric) {
+	c := t.c
+	for _, d := range []*prometheus.Desc{c.cpu, c.in, c.out} {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, 0)
+	}
+	for _, d := range []*prometheus.Desc{c.fds, c.maxFDs, c.vsize, c.maxVsize, c.rss, c.startTime} {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 0)
+	}
+}

@@ -27,7 +27,9 @@ type File struct {
 
 	mu   sync.Mutex
 	f    *os.File
-	fd   int // f's descriptor, read with rawio
+	fd   int  // f's descriptor
+	slow bool // read with ordinary system calls (NewSlow)
+	last int  // how many bytes the last whole read gave
 	buf  []byte
 	sbuf []byte // Stream's
 }
@@ -40,6 +42,31 @@ type File struct {
 // for, so reading "20\n" into 4 KiB zeroes 4 KiB twice (the read and the
 // one that finds the end).
 func New(path string) *File { return newSized(path, 128) }
+
+// NewSlow returns a File for a file whose generation can take milliseconds
+// however small it is (pagetypeinfo counts every free block under the zone
+// lock): it is always read with ordinary system calls, so that the Go
+// scheduler can hand the processor to other goroutines meanwhile. Other
+// files are read with raw system calls (see rawio) while their last read
+// gave at most rawLimit bytes.
+func NewSlow(path string) *File {
+	f := New(path)
+	f.slow = true
+	return f
+}
+
+// rawLimit is the size up to which a file is read with raw system calls:
+// generating a few tens of KiB of text takes microseconds, while a zoneinfo
+// of many NUMA nodes takes a hundred microseconds a node.
+const rawLimit = 256 << 10
+
+// pread reads at off, raw unless the file is slow or was large.
+func (f *File) pread(b []byte, off int64) (int, error) {
+	if f.slow || f.last > rawLimit {
+		return rawio.PreadScheduled(f.fd, b, off)
+	}
+	return rawio.Pread(f.fd, b, off)
+}
 
 func newSized(path string, size int) *File {
 	return &File{path: path, buf: make([]byte, 0, size)}
@@ -86,8 +113,7 @@ func (f *File) read() ([]byte, error) {
 // reads are far smaller (zoneinfo of a 64-node machine is ~1 MiB).
 const maxSize = 64 << 20
 
-// open opens the file; it is read with raw preads (see rawio), which a
-// kernel text file never makes wait.
+// open opens the file.
 func (f *File) open() error {
 	fd, err := os.Open(f.path)
 	if err != nil {
@@ -119,7 +145,7 @@ func (f *File) readAt() ([]byte, error) {
 		if readHook != nil {
 			readHook(f.path, n)
 		}
-		m, err := rawio.Pread(f.fd, buf[n:], int64(n))
+		m, err := f.pread(buf[n:], int64(n))
 		n += m
 		if errors.Is(err, io.EOF) || (err == nil && m == 0) {
 			if m == 0 && n == grown && n > 0 {
@@ -138,6 +164,7 @@ func (f *File) readAt() ([]byte, error) {
 		}
 	}
 	f.buf = buf[:0]
+	f.last = n
 	return buf[:n], nil
 }
 
@@ -177,7 +204,7 @@ func (f *File) Stream(chunk int, fn func(data []byte, final bool) (consumed int,
 		if readHook != nil {
 			readHook(f.path, off)
 		}
-		m, err := rawio.Pread(f.fd, buf[have:], int64(off))
+		m, err := f.pread(buf[have:], int64(off))
 		end := errors.Is(err, io.EOF) || (err == nil && m == 0)
 		if err != nil && !end {
 			if off == 0 && !retried {
@@ -197,6 +224,7 @@ func (f *File) Stream(chunk int, fn func(data []byte, final bool) (consumed int,
 		used, err := fn(buf[:have], end)
 		if err != nil || end {
 			f.sbuf = buf
+			f.last = off
 			return err
 		}
 		have = copy(buf, buf[used:have])

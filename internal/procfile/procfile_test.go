@@ -374,3 +374,40 @@ func TestStream(t *testing.T) {
 		}
 	}
 }
+
+// A file that has grown past rawLimit, and a slow one from the start, is
+// read the same way with ordinary system calls.
+func TestLargeAndSlowFiles(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	content := strings.Repeat("0123456789abcdef\n", (rawLimit+4096)/17)
+	if err := os.WriteFile(big, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := New(big)
+	defer f.Close()
+	for i := range 2 {
+		if got := read(t, f); got != content {
+			t.Fatalf("read %d: %d bytes, want %d", i, len(got), len(content))
+		}
+		if i == 0 && !(f.last > rawLimit) {
+			t.Fatalf("after a %d-byte read the next one is still raw (last %d)", len(content), f.last)
+		}
+	}
+	var streamed int
+	if err := f.Stream(64<<10, func(data []byte, final bool) (int, error) { streamed += len(data); return len(data), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if streamed != len(content) {
+		t.Errorf("streamed %d bytes, want %d", streamed, len(content))
+	}
+	small := filepath.Join(dir, "small")
+	if err := os.WriteFile(small, []byte("20\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSlow(small)
+	defer s.Close()
+	if got := read(t, s); got != "20\n" || !s.slow {
+		t.Errorf("slow file read %q", got)
+	}
+}

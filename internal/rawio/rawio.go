@@ -12,13 +12,17 @@
 // ticks (30,645 wakeups in 5,000 scrapes); with the calls below raw, 17
 // ticks (6,311 wakeups).
 //
-// Only calls that cannot block belong here: reads of procfs and sysfs text
-// files, of a /proc directory, getrlimit, and reads and writes on a
+// Only calls that cannot block and end quickly belong here: a raw call
+// keeps its processor, and a garbage collection waits for it. That is
+// reads of small procfs and sysfs text files (procfile reads large ones and
+// pagetypeinfo, which counts free blocks under the zone lock, with ordinary
+// calls), of a /proc directory, getrlimit, and reads and writes on a
 // non-blocking socket, which wait in the network poller when they would
 // block, as net does.
 package rawio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -36,6 +40,11 @@ func ptr(b []byte) uintptr {
 // Pread is pread(2) on fd, a procfs or sysfs file: one call, which may read
 // less than len(b); io.EOF at the end.
 func Pread(fd int, b []byte, off int64) (int, error) {
+	if unsafe.Sizeof(uintptr(0)) < 8 {
+		// 32-bit ABIs pass the offset in two registers, some with
+		// padding: leave that to the syscall package.
+		return PreadScheduled(fd, b, off)
+	}
 	for {
 		r, _, e := syscall.RawSyscall6(syscall.SYS_PREAD64, uintptr(fd), ptr(b), uintptr(len(b)), uintptr(off), 0, 0)
 		switch {
@@ -48,6 +57,19 @@ func Pread(fd int, b []byte, off int64) (int, error) {
 		}
 		return int(r), nil
 	}
+}
+
+// PreadScheduled is Pread as an ordinary system call, which the scheduler
+// hears about: for a read that may take long.
+func PreadScheduled(fd int, b []byte, off int64) (int, error) {
+	n, err := syscall.Pread(fd, b, off)
+	switch {
+	case err != nil:
+		return 0, os.NewSyscallError("pread", err)
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // Getdents is getdents64(2) on fd, a directory in procfs: the bytes of the
@@ -103,7 +125,13 @@ func NewConn(c net.Conn) net.Conn {
 	return &Conn{TCPConn: tc, rc: rc}
 }
 
+// opError is err as net reports it for op; the raw connection's own
+// "raw-read"/"raw-write" error is unwrapped.
 func (c *Conn) opError(op string, err error) error {
+	var raw *net.OpError
+	if errors.As(err, &raw) {
+		err = raw.Err
+	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
@@ -145,6 +173,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, ptr(b[done:]), uintptr(len(b)-done))
 			switch e {
 			case 0:
+				if r == 0 {
+					errno = syscall.EIO // a write of nothing would loop forever
+					return true
+				}
 				done += int(r)
 			case syscall.EINTR:
 			case syscall.EAGAIN:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -206,6 +207,9 @@ func TestConnDeadlineAndClose(t *testing.T) {
 	var ne net.Error
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("Read past its deadline: %v, want a timeout", err)
+	}
+	if strings.Count(err.Error(), "tcp") != 1 {
+		t.Errorf("error wrapped twice: %v", err)
 	}
 	if d := time.Since(start); d < 25*time.Millisecond {
 		t.Errorf("the deadline ended the read after %v", d)

@@ -30,7 +30,7 @@ var procValues = map[string]func(v *processcollector.Values) (float64, bool){
 }
 
 func procSource(c *processcollector.Collector) source {
-	return source{collector: c, newReader: func(l layout) (reader, error) {
+	return source{collector: c.Template(), newReader: func(l layout) (reader, error) {
 		r := &procReader{c: c}
 		for name, slot := range l.slot {
 			get, ok := procValues[name]

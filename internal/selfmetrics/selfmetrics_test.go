@@ -90,6 +90,8 @@ func TestMatchesClientGolang(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, warm, _ := g.Gather() // opens the descriptors it keeps, which the fd count sees
+	warm()
 	ref := gatherRegistry(t, collectors.NewGoCollector(), processcollector.New("/proc"))
 	ours, done, err := g.Gather()
 	if err != nil {
@@ -191,15 +193,22 @@ func TestGatherFramesAreTheScrapes(t *testing.T) {
 	}
 }
 
-// A figure that cannot be read is left out of that scrape, as client_golang
-// leaves it out; the rest are served.
-func TestUnreadableFigureLeftOut(t *testing.T) {
+// fakeProc is an empty procfs root with a self/net directory.
+func fakeProc(t *testing.T) (proc, self string) {
+	t.Helper()
 	needProc(t)
-	proc := t.TempDir()
-	self := filepath.Join(proc, "self")
+	proc = t.TempDir()
+	self = filepath.Join(proc, "self")
 	if err := os.MkdirAll(filepath.Join(self, "net"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return proc, self
+}
+
+// A figure that cannot be read is left out of that scrape, as client_golang
+// leaves it out; the rest are served.
+func TestUnreadableFigureLeftOut(t *testing.T) {
+	proc, self := fakeProc(t)
 	if err := os.Symlink("/proc/self/fd", filepath.Join(self, "fd")); err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +247,37 @@ func TestUnreadableFigureLeftOut(t *testing.T) {
 	}
 	if !h["go_goroutines"] || !h["process_open_fds"] || !h["process_max_fds"] {
 		t.Errorf("the readable figures went too: %v", h)
+	}
+}
+
+// A figure unreadable at start is served once it can be read.
+func TestFigureReadableLater(t *testing.T) {
+	proc, self := fakeProc(t)
+	g, err := New(proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func() string {
+		mfs, done, _ := g.Gather()
+		defer done()
+		var n []string
+		for _, mf := range mfs {
+			n = append(n, mf.GetName())
+		}
+		return " " + strings.Join(n, " ") + " "
+	}
+	if n := names(); strings.Contains(n, " process_network_receive_bytes_total ") || !strings.Contains(n, " process_max_fds ") {
+		t.Fatalf("without net/netstat: %s", n)
+	}
+	b, err := os.ReadFile("/proc/self/net/netstat")
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := os.WriteFile(filepath.Join(self, "net/netstat"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := names(); !strings.Contains(n, " process_network_receive_bytes_total ") || !strings.Contains(n, " process_network_transmit_bytes_total ") {
+		t.Errorf("net/netstat there now, yet: %s", n)
 	}
 }
 

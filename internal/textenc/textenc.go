@@ -13,6 +13,7 @@ package textenc
 import (
 	"math"
 	"strconv"
+	"unsafe"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -39,11 +40,13 @@ type header struct {
 	text       string
 }
 
-// labelKey is a series' label pairs: their slice, by its first element
-// and length. The map holds the pointer, so the pairs are not freed and
-// their address not reused while the entry is there.
+// labelKey is a series' label pairs: their slice, by the address of its
+// first element and its length (not by the first pair: client_golang
+// shares a vector's constant label pairs between its series). The map
+// holds the pointer, so the slice is not freed and its address not reused
+// while the entry is there.
 type labelKey struct {
-	first *dto.LabelPair
+	first **dto.LabelPair
 	n     int
 }
 
@@ -87,7 +90,7 @@ func (e *Encoder) seriesLabels(mf *dto.MetricFamily) func(m *dto.Metric) (string
 		if len(m.Label) == 0 {
 			return "", true
 		}
-		k := labelKey{m.Label[0], len(m.Label)}
+		k := labelKey{unsafe.SliceData(m.Label), len(m.Label)}
 		t := e.labels[k]
 		if t == nil {
 			t = &labelText{text: string(appendLabels(nil, m.Label)), legacy: true, epoch: e.epoch - 1}

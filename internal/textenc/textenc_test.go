@@ -220,6 +220,24 @@ func TestEncoderFollowsSeries(t *testing.T) {
 			t.Errorf("%q, want %q", got, want)
 		}
 	}
+	// A vector's series share its constant label pairs: each is written
+	// with its own labels.
+	reg := prometheus.NewRegistry()
+	gv := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "c", Help: "C.", ConstLabels: prometheus.Labels{"a": "x"}}, []string{"zone"})
+	gv.WithLabelValues("DMA").Set(1)
+	gv.WithLabelValues("Normal").Set(2)
+	reg.MustRegister(gv)
+	for range 2 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := e.Append(nil, mfs[0])
+		if want := expfmtText(t, mfs[0]); !ok || string(got) != want {
+			t.Errorf("constant labels: %q, want %q", got, want)
+		}
+		e.Next()
+	}
 	// A family refused midway leaves nothing behind.
 	bad := family("g", dto.MetricType_GAUGE, nil, gauge(1, "zone", "Normal"), gauge(1, "bad:name", "x"))
 	if got, ok := e.Append([]byte("x"), bad); ok || string(got) != "x" {
