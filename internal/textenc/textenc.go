@@ -3,11 +3,14 @@
 // writes them, for the families it handles: counters, gauges, untyped
 // metrics and summaries with legacy-valid names. Anything else (histograms,
 // names that need quoting, families without metrics) is reported as not
-// handled, for the caller to encode with expfmt.
+// handled, for the caller to encode with expfmt. AppendHeader,
+// AppendSeriesPrefix and AppendValue are the pieces, for a caller that
+// keeps a series' text itself.
 //
 // expfmt writes through an io.Writer one piece at a time and formats every
-// label pair anew; appending to one reused buffer does the same work in
-// about a third of the time.
+// label pair anew; appending to one reused buffer, with each series' label
+// text kept from the last scrape (Encoder), does the same work in about a
+// quarter of the time.
 package textenc
 
 import (
@@ -57,8 +60,8 @@ type labelText struct {
 	epoch    uint32
 }
 
-// Append appends mf to b, and reports whether it did: a family Handles
-// not handled leaves b as it was, for the caller to encode with expfmt.
+// Append appends mf to b, and reports whether it did: a family not
+// handled leaves b as it was, for the caller to encode with expfmt.
 func (e *Encoder) Append(b []byte, mf *dto.MetricFamily) ([]byte, bool) {
 	if e.labels == nil {
 		e.labels, e.headers = map[labelKey]*labelText{}, map[*string]*header{}
