@@ -3,12 +3,13 @@ package main
 import (
 	"container/list"
 	"crypto/tls"
-	"github.com/memfrag/memfrag_exporter/internal/rawio"
 	"net"
 	"net/http"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/memfrag/memfrag_exporter/internal/rawio"
 )
 
 // connLimiter bounds the open connections of the HTTP server so that a

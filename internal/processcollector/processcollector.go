@@ -16,7 +16,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/memfrag/memfrag_exporter/internal/rawio"
 	"os"
 	"path/filepath"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/memfrag/memfrag_exporter/internal/procfile"
+	"github.com/memfrag/memfrag_exporter/internal/rawio"
 )
 
 // userHZ is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every

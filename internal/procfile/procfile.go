@@ -13,10 +13,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/memfrag/memfrag_exporter/internal/rawio"
 	"io"
 	"os"
 	"sync"
+
+	"github.com/memfrag/memfrag_exporter/internal/rawio"
 )
 
 // File is a kernel text file read again and again through one descriptor.
