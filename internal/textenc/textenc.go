@@ -66,15 +66,15 @@ func (e *Encoder) Append(b []byte, mf *dto.MetricFamily) ([]byte, bool) {
 	if e.labels == nil {
 		e.labels, e.headers = map[labelKey]*labelText{}, map[*string]*header{}
 	}
-	if mf.Help != nil && legacyName(mf.GetName(), true) {
+	if mf.Help != nil {
 		h := e.headers[mf.Help]
-		if h == nil || h.name != *mf.Name || h.help != *mf.Help || h.typ != mf.GetType() {
+		if h == nil || h.name != mf.GetName() || h.help != *mf.Help || h.typ != mf.GetType() {
 			if len(e.headers) > 4096 {
 				clear(e.headers) // families gathered anew every scrape
 			}
 			h = &header{name: mf.GetName(), help: *mf.Help, typ: mf.GetType()}
-			if t, ok := appendHeader(nil, mf); ok {
-				h.text = string(t)
+			if t, ok := AppendHeader(nil, h.name, mf.Help, h.typ); ok {
+				h.text = string(t) // "" for a name or type not handled
 			}
 			e.headers[mf.Help] = h
 		}

@@ -238,6 +238,15 @@ func TestEncoderFollowsSeries(t *testing.T) {
 		}
 		e.Next()
 	}
+	// A family first seen without series, then with, under the same help.
+	f := family("e", dto.MetricType_GAUGE, help)
+	if _, ok := e.Append(nil, f); ok {
+		t.Error("a family without series was handled")
+	}
+	f.Metric = []*dto.Metric{gauge(3)}
+	if got, ok := e.Append(nil, f); !ok || string(got) != expfmtText(t, f) {
+		t.Errorf("after its empty scrape: %q, %v", got, ok)
+	}
 	// A family refused midway leaves nothing behind.
 	bad := family("g", dto.MetricType_GAUGE, nil, gauge(1, "zone", "Normal"), gauge(1, "bad:name", "x"))
 	if got, ok := e.Append([]byte("x"), bad); ok || string(got) != "x" {
