@@ -85,17 +85,13 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ta, ok := h.gatherer.(textAppender); ok {
 		out.b, written, err = ta.AppendText(out.b, other)
 	}
+	empty := false
 	if !written {
 		var mfs []*dto.MetricFamily
 		var done func()
 		mfs, done, err = h.gatherer.Gather()
 		defer done()
-		if err != nil && len(mfs) == 0 {
-			h.errLog.Println("error gathering metrics:", err)
-			h.errCnt.WithLabelValues("gathering").Inc()
-			http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
-			return
-		}
+		empty = len(mfs) == 0
 		for _, mf := range mfs {
 			out.b = other(out.b, mf)
 		}
@@ -103,6 +99,10 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.errLog.Println("error gathering metrics:", err)
 		h.errCnt.WithLabelValues("gathering").Inc()
+		if empty {
+			http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
+			return
+		}
 	}
 	w.Header().Add("Vary", "Accept")
 	w.Header().Set("Content-Type", string(format))
