@@ -105,3 +105,20 @@ func TestTextHandlerCountsErrorsOnce(t *testing.T) {
 		t.Errorf("gathering errors counted: %v, want 2 (text and protobuf)", got)
 	}
 }
+
+// A gathering error with nothing gathered is a 500, as promhttp gives,
+// counted once.
+func TestTextHandlerEmptyGatherIs500(t *testing.T) {
+	failing := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errors.New("nothing readable") })
+	errCnt := newErrCounter()
+	h := newTextHandler(prometheus.ToTransactionalGatherer(failing), errCnt, stdlog.New(io.Discard, "", 0))
+	code, _, body := serve(t, h, "/metrics", "")
+	ref := promhttp.HandlerFor(failing, promhttp.HandlerOpts{DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
+	wantCode, _, want := serve(t, ref, "/metrics", "")
+	if code != wantCode || body != want {
+		t.Errorf("%d %q, promhttp %d %q", code, body, wantCode, want)
+	}
+	if got := testutil.ToFloat64(errCnt.WithLabelValues("gathering")); got != 1 {
+		t.Errorf("gathering errors counted: %v, want 1", got)
+	}
+}
