@@ -29,6 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
+# shellcheck source=e2e/lib/tools.sh
+source e2e/lib/tools.sh
 # shellcheck source=e2e/lib/alertmanager.sh
 source e2e/lib/alertmanager.sh
 PORT_A=29791 PORT_B=29792 PORT_PROM=29793 PORT_AM=29794
@@ -64,16 +66,10 @@ fail() {
 	exit 1
 }
 
-for tool in curl jq promtool prometheus go; do
-	command -v "$tool" >/dev/null || fail "$tool not found (see .ci/apt-packages)"
-done
+require_tools curl jq promtool prometheus go
 gobin="$(go env GOPATH)/bin"
 ensure_alertmanager
-exporter_bin=${MEMFRAG_EXPORTER:-}
-if [ -z "$exporter_bin" ]; then
-	make -s build
-	exporter_bin=$repo/memfrag_exporter
-fi
+exporter_binary
 # The budget counts from here: one-time builds above are not the test.
 t0=$(date +%s)
 for p in $PORT_A $PORT_B $PORT_PROM $PORT_AM; do

@@ -30,6 +30,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=e2e/lib/tools.sh
+source e2e/lib/tools.sh
 # shellcheck source=e2e/lib/kube-apiserver.sh
 source e2e/lib/kube-apiserver.sh
 
@@ -68,9 +70,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for tool in curl jq go etcd openssl; do
-	command -v "$tool" >/dev/null || fail "$tool not found (see .ci/apt-packages)"
-done
+require_tools curl jq go etcd openssl
 
 # ---- builds (cached; not counted in the budget) ------------------------------
 b0=$SECONDS
@@ -78,11 +78,7 @@ kube_apiserver_build || fail "cannot build kube-apiserver"
 build_api=$((SECONDS - b0))
 gobin="$(go env GOPATH)/bin"
 ensure_alertmanager
-exporter_bin=${MEMFRAG_EXPORTER:-}
-if [ -z "$exporter_bin" ]; then
-	make -s build
-	exporter_bin=$repo/memfrag_exporter
-fi
+exporter_binary
 (cd deploy/kubernetes/manifest_test && go run ./cmd/render ../remediation) >"$work/remediation.jsonl" ||
 	fail "cannot render deploy/kubernetes/remediation"
 t0=$(date +%s)

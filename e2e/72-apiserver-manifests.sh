@@ -18,6 +18,8 @@
 # Ports 29881-29883 on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=e2e/lib/tools.sh
+source e2e/lib/tools.sh
 # shellcheck source=e2e/lib/kube-apiserver.sh
 source e2e/lib/kube-apiserver.sh
 
@@ -37,9 +39,7 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT INT TERM
-for tool in curl jq go etcd openssl; do
-	command -v "$tool" >/dev/null || fail "$tool not found (see .ci/apt-packages)"
-done
+require_tools curl jq go etcd openssl
 
 kube_apiserver_build || fail "cannot build kube-apiserver"
 crd_dir=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PO_VERSION" | jq -er .Dir)/example/prometheus-operator-crd
