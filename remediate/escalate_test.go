@@ -44,7 +44,7 @@ func sentinelTree(t *testing.T, buddyinfo, bootID string) (*tree, string) {
 	return tr, filepath.Join(t.TempDir(), "reboot-required")
 }
 
-// runUntil posts the alert and waits for its run; the clock then moves past
+// runOnce posts the alert and waits for its run; the clock then moves past
 // the longest backoff so the next post is decided anew.
 func runOnce(t *testing.T, r *Receiver, clock *fakeClock, alert map[string]string) string {
 	t.Helper()
