@@ -35,7 +35,7 @@ func BenchmarkScrape(b *testing.B) {
 			}
 			defer e.Close()
 			errCnt := newErrCounter()
-			reg, more := newGatherers("/proc", tc.exporterMetrics, log.NewNopLogger(), errCnt)
+			reg, more := newGatherers(tc.exporterMetrics, log.NewNopLogger(), errCnt)
 			h := metricsHandler(e.WithGatherer(reg, more...), errCnt, 0, log.NewNopLogger())
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			if tc.encoding != "" {

@@ -61,7 +61,7 @@ const (
 func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*server, error) {
 	s := &server{opts: o, logger: logger, conns: newConnLimiter(maxConnections)}
 	errCnt := newErrCounter()
-	registry, more := newGatherers(o.procPath, o.exporterMetrics, logger, append(s.conns.collectors(), errCnt)...)
+	registry, more := newGatherers(o.exporterMetrics, logger, append(s.conns.collectors(), errCnt)...)
 	mux := http.NewServeMux()
 
 	if o.remediateEnable {
@@ -306,6 +306,13 @@ func (s *server) close() {
 	}
 }
 
+// selfProcPath is the procfs process_* are read from. They describe this
+// process, so they come from /proc/self whatever --path.procfs says, as
+// client_golang's process collector reads them: another machine's files
+// under --path.procfs (a copy, a test tree) have no self, and a host's
+// procfs mounted into a container resolves self to this process anyway.
+const selfProcPath = "/proc"
+
 // newGatherers sets up what is served next to the exporter's own families
 // (collector.Exporter.Gather): a registry, where remediation registers its
 // metrics when enabled; build info and owned, collectors of one family each,
@@ -313,7 +320,7 @@ func (s *server) close() {
 // runtime metrics through selfmetrics.Gatherer. Should selfmetrics refuse
 // any of them, they go into the registry (client_golang's collectors for the
 // Go and process metrics), served the same at a higher cost per scrape.
-func newGatherers(procPath string, exporterMetrics bool, logger log.Logger, owned ...prometheus.Collector) (*prometheus.Registry, []prometheus.TransactionalGatherer) {
+func newGatherers(exporterMetrics bool, logger log.Logger, owned ...prometheus.Collector) (*prometheus.Registry, []prometheus.TransactionalGatherer) {
 	registry := prometheus.NewRegistry()
 	var more []prometheus.TransactionalGatherer
 	owned = append([]prometheus.Collector{versioncollector.NewCollector(exporterName)}, owned...)
@@ -326,10 +333,10 @@ func newGatherers(procPath string, exporterMetrics bool, logger log.Logger, owne
 	if !exporterMetrics {
 		return registry, more
 	}
-	self, err := selfmetrics.New(procPath)
+	self, err := selfmetrics.New(selfProcPath)
 	if err != nil {
 		level.Warn(logger).Log("msg", "serving the Go and process metrics through client_golang's collectors, at a higher cost per scrape", "err", err)
-		registry.MustRegister(processcollector.New(procPath), collectors.NewGoCollector())
+		registry.MustRegister(processcollector.New(selfProcPath), collectors.NewGoCollector())
 		return registry, more
 	}
 	return registry, append(more, self)
