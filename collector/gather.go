@@ -46,6 +46,9 @@ type slab struct {
 	order      []int // appendText's families, sorted by name
 	families   []dto.MetricFamily
 	ptrs       []*dto.MetricFamily
+	pairs      []dto.LabelPair
+	pairPtrs   []*dto.LabelPair
+	labelVals  []string // the label values pairs point to, copied from the slots
 	metrics    []dto.Metric
 	metricPtrs []*dto.Metric
 	values     []float64
@@ -131,6 +134,14 @@ func (e *Exporter) gather(sl *slab) []*dto.MetricFamily {
 	sl.values = resize(sl.values, n)
 	sl.gauges = resize(sl.gauges, n)
 	sl.counters = resize(sl.counters, n)
+	labels := 0
+	for f := range sl.ids {
+		labels += (sl.end(f) - sl.start[f]) * len(sl.descs[f].labels)
+	}
+	sl.pairs = resize(sl.pairs, labels)
+	sl.pairPtrs = resize(sl.pairPtrs, labels)
+	sl.labelVals = resize(sl.labelVals, labels)
+	k := 0
 	sl.ptrs = sl.ptrs[:0]
 	for f := range sl.ids {
 		d := sl.descs[f]
@@ -139,11 +150,18 @@ func (e *Exporter) gather(sl *slab) []*dto.MetricFamily {
 		mf.Metric = sl.metricPtrs[sl.start[f]:sl.start[f]:sl.end(f)]
 		for j := sl.start[f]; j < sl.end(f); j++ {
 			r := sl.refs[j]
-			cm := sl.outs[r.out].metric(int(r.i))
+			out := sl.outs[r.out]
+			slot := &out.slots[r.i]
 			m, v := &sl.metrics[j], &sl.values[j]
-			*v = cm.v
-			*m = dto.Metric{Label: cm.labels}
-			if cm.typ == prometheus.CounterValue {
+			*v = out.values[r.i]
+			*m = dto.Metric{Label: sl.pairPtrs[k : k+len(d.labels)]}
+			for _, li := range d.labelOrder {
+				sl.labelVals[k] = slot.values[li]
+				sl.pairs[k] = dto.LabelPair{Name: &d.labels[li], Value: &sl.labelVals[k]}
+				sl.pairPtrs[k] = &sl.pairs[k]
+				k++
+			}
+			if slot.typ == prometheus.CounterValue {
 				c := &sl.counters[j]
 				*c = dto.Counter{Value: v}
 				m.Counter = c

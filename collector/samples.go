@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,9 +13,9 @@ import (
 
 // samples collects what one collector emits in a scrape. A collector emits
 // the same series in the same order scrape after scrape, so slot i of this
-// scrape is compared with slot i of the last one and its label pairs are
+// scrape is compared with slot i of the last one and its line start is
 // reused when desc and label values match: prometheus.MustNewConstMetric
-// would rebuild and re-validate them, about 15 allocations per sample. A
+// would rebuild and re-validate label pairs, about 15 allocations per sample. A
 // scrape that emits the same series as the last one writes only their
 // values: no pointer is stored, so a scrape during a garbage collection
 // pays no write barriers.
@@ -27,11 +29,14 @@ type samples struct {
 	err    error // the first sample refused (invalid label value)
 }
 
+// seriesSlot is a series as the text format needs it, its line up to the
+// value; label pairs for the other formats are built when asked for (see
+// Exporter.gather), as a scrape of text needs none and they would be most
+// of a series' memory.
 type seriesSlot struct {
 	desc   *metricDesc
 	typ    prometheus.ValueType
 	values []string
-	pairs  []*dto.LabelPair
 	text   string // the series' line up to its value (textenc.AppendSeriesPrefix); "" if names need quoting
 }
 
@@ -41,9 +46,11 @@ type seriesSlot struct {
 type metricDesc struct {
 	*prometheus.Desc
 	name, help  string
-	id          int    // small and unique: Gather indexes families by it
-	gaugeHead   string // the text format's # HELP and # TYPE lines as a gauge family; "" if the name needs quoting
-	counterHead string // and as a counter family
+	id          int      // small and unique: Gather indexes families by it
+	gaugeHead   string   // the text format's # HELP and # TYPE lines as a gauge family; "" if the name needs quoting
+	counterHead string   // and as a counter family
+	labels      []string // the variable labels' names
+	labelOrder  []int    // labels' indices sorted by name, the order of a metric's label pairs
 }
 
 // header is the family's # HELP and # TYPE lines for typ; "" if its name
@@ -58,7 +65,12 @@ func (d *metricDesc) header(typ prometheus.ValueType) string {
 var descIDs atomic.Int64
 
 func newDesc(name, help string, labels []string) *metricDesc {
-	d := &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, id: int(descIDs.Add(1))}
+	d := &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, id: int(descIDs.Add(1)),
+		labels: slices.Clone(labels)}
+	for i := range labels {
+		d.labelOrder = append(d.labelOrder, i)
+	}
+	slices.SortFunc(d.labelOrder, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
 	if b, ok := textenc.AppendHeader(nil, name, &help, dto.MetricType_GAUGE); ok {
 		d.gaugeHead = string(b)
 	}
@@ -68,21 +80,19 @@ func newDesc(name, help string, labels []string) *metricDesc {
 	return d
 }
 
-// cachedMetric is a prometheus.Metric with label pairs shared between
-// scrapes, as client_golang's own const metrics share theirs.
-type cachedMetric struct {
+// constMetric is a prometheus.Metric of a sample, for a prometheus.Registry
+// (Collect); Gather fills metrics from per-scrape slabs instead.
+type constMetric struct {
 	desc   *metricDesc
-	labels []*dto.LabelPair
+	values []string
 	typ    prometheus.ValueType
 	v      float64
 }
 
-func (m *cachedMetric) Desc() *prometheus.Desc { return m.desc.Desc }
+func (m *constMetric) Desc() *prometheus.Desc { return m.desc.Desc }
 
-// Write is for a prometheus.Registry (Collect); Gather fills metrics from
-// per-scrape slabs instead.
-func (m *cachedMetric) Write(out *dto.Metric) error {
-	out.Label = m.labels
+func (m *constMetric) Write(out *dto.Metric) error {
+	out.Label = prometheus.MakeLabelPairs(m.desc.Desc, m.values)
 	v := m.v
 	if m.typ == prometheus.CounterValue {
 		out.Counter = &dto.Counter{Value: &v}
@@ -124,24 +134,19 @@ func (s *samples) add(desc *metricDesc, typ prometheus.ValueType, v float64, val
 			return
 		}
 		text, _ := textenc.AppendSeriesPrefix(nil, desc.name, d.Label)
-		*slot = seriesSlot{desc: desc, typ: typ, values: append(slot.values[:0], values...), pairs: d.Label, text: string(text)}
+		*slot = seriesSlot{desc: desc, typ: typ, values: append(slot.values[:0], values...), text: string(text)}
 	}
 	s.values[s.next] = v
 	s.next++
 }
 
-// metric is sample i as a prometheus.Metric.
-func (s *samples) metric(i int) cachedMetric {
-	sl := &s.slots[i]
-	return cachedMetric{desc: sl.desc, labels: sl.pairs, typ: sl.typ, v: s.values[i]}
-}
-
 // send hands a copy of the scrape's samples to a registry, which may still
 // be reading them when the next scrape refills the slots.
 func (s *samples) send(ch chan<- prometheus.Metric) {
-	out := make([]cachedMetric, s.next)
+	out := make([]constMetric, s.next)
 	for i := range out {
-		out[i] = s.metric(i)
+		sl := &s.slots[i]
+		out[i] = constMetric{desc: sl.desc, values: slices.Clone(sl.values), typ: sl.typ, v: s.values[i]}
 		ch <- &out[i]
 	}
 }

@@ -97,7 +97,7 @@ func TestSamplesRefuseInvalidLabel(t *testing.T) {
 	s.add(largestOrderDesc, prometheus.GaugeValue, 1, "0", "Normal")
 	s.add(largestOrderDesc, prometheus.GaugeValue, 2, "0", "Nor\xffmal")
 	s.add(largestOrderDesc, prometheus.GaugeValue, 3, "1", "Normal")
-	if s.err == nil || s.len() != 2 || s.metric(1).v != 3 {
+	if s.err == nil || s.len() != 2 || s.values[1] != 3 {
 		t.Fatalf("err %v, %d samples kept; want an error and the 2 valid samples", s.err, s.len())
 	}
 	s.reset()
