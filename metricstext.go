@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
 	"github.com/memfrag/memfrag_exporter/internal/textenc"
 )
 
@@ -64,7 +65,12 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tb == nil {
 		tb = new(textBuf)
 	}
+	// Straight into the buffer fastgzip compresses, when it is there.
+	direct, isDirect := w.(fastgzip.BodyBuffer)
 	out := appender{tb.b[:0]}
+	if isDirect {
+		out.b = direct.Body()
+	}
 	var enc expfmt.Encoder // for the families textenc leaves to expfmt
 	other := func(b []byte, mf *dto.MetricFamily) []byte {
 		var ok bool
@@ -106,13 +112,17 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Add("Vary", "Accept")
 	w.Header().Set("Content-Type", string(format))
-	if _, err := w.Write(out.b); err != nil {
-		h.errLog.Println("error encoding and sending metric family:", err)
-		h.errCnt.WithLabelValues("encoding").Inc()
-	}
 	tb.enc.Next()
-	tb.b = out.b
-	if cap(out.b) <= 4<<20 { // a rare huge response is not kept
+	if isDirect {
+		direct.SetBody(out.b)
+	} else {
+		if _, err := w.Write(out.b); err != nil {
+			h.errLog.Println("error encoding and sending metric family:", err)
+			h.errCnt.WithLabelValues("encoding").Inc()
+		}
+		tb.b = out.b
+	}
+	if cap(tb.b) <= 4<<20 { // a rare huge response is not kept
 		h.bufs.Put(tb)
 	}
 }

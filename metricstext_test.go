@@ -1,17 +1,21 @@
 package main
 
 import (
+	"compress/gzip"
 	"errors"
 	"io"
 	stdlog "log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
 )
 
 // fixedRegistry holds families of every type with fixed values, so two
@@ -58,6 +62,32 @@ func serve(t *testing.T, h http.Handler, url, accept string) (int, http.Header, 
 	return rec.Code, rec.Result().Header, string(body)
 }
 
+// serveGzip is serve through fastgzip, as the exporter serves /metrics,
+// with the body decompressed: the text handler then builds its body in
+// fastgzip's buffer.
+func serveGzip(t *testing.T, h http.Handler, url, accept string) (int, http.Header, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, url, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	rec := httptest.NewRecorder()
+	fastgzip.Handler(h).ServeHTTP(rec, req)
+	if rec.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatalf("%s %q: not gzipped", url, accept)
+	}
+	zr, err := gzip.NewReader(rec.Result().Body)
+	if err != nil {
+		t.Fatalf("%s %q: %v", url, accept, err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s %q: %v", url, accept, err)
+	}
+	return rec.Code, rec.Result().Header, string(body)
+}
+
 // Every format a client may negotiate gets the body and headers promhttp
 // gives it: text 0.0.4 through textenc (the histogram through expfmt),
 // OpenMetrics (not enabled, so text), protobuf, and a name[] filter.
@@ -73,18 +103,24 @@ func TestTextHandlerMatchesPromhttp(t *testing.T) {
 		{"/metrics", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
 		{"/metrics?name[]=memfrag_test_total", ""},
 	} {
-		code, hdr, body := serve(t, ours, tc.url, tc.accept)
 		wantCode, wantHdr, want := serve(t, ref, tc.url, tc.accept)
-		if code != wantCode || body != want {
-			t.Errorf("%s %q: %d\n%q\npromhttp %d\n%q", tc.url, tc.accept, code, body, wantCode, want)
-		}
-		for _, k := range []string{"Content-Type", "Vary"} {
-			if hdr.Get(k) != wantHdr.Get(k) {
-				t.Errorf("%s %q: %s %q, promhttp %q", tc.url, tc.accept, k, hdr.Get(k), wantHdr.Get(k))
+		for i := 0; i < 3; i++ { // plain, then gzipped twice (reused buffers)
+			get := serve
+			if i > 0 {
+				get = serveGzip
+			}
+			code, hdr, body := get(t, ours, tc.url, tc.accept)
+			if code != wantCode || body != want {
+				t.Errorf("%s %q (gzip %v): %d\n%q\npromhttp %d\n%q", tc.url, tc.accept, i > 0, code, body, wantCode, want)
+			}
+			for _, k := range []string{"Content-Type", "Vary"} {
+				if !strings.Contains(strings.Join(hdr.Values(k), ", "), wantHdr.Get(k)) {
+					t.Errorf("%s %q (gzip %v): %s %q, promhttp %q", tc.url, tc.accept, i > 0, k, hdr.Get(k), wantHdr.Get(k))
+				}
 			}
 		}
-		if len(body) < 40 {
-			t.Errorf("%s %q: body %q is too short to compare", tc.url, tc.accept, body)
+		if len(want) < 40 {
+			t.Errorf("%s %q: body %q is too short to compare", tc.url, tc.accept, want)
 		}
 	}
 }
@@ -112,13 +148,15 @@ func TestTextHandlerEmptyGatherIs500(t *testing.T) {
 	failing := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errors.New("nothing readable") })
 	errCnt := newErrCounter()
 	h := newTextHandler(prometheus.ToTransactionalGatherer(failing), errCnt, stdlog.New(io.Discard, "", 0))
-	code, _, body := serve(t, h, "/metrics", "")
 	ref := promhttp.HandlerFor(failing, promhttp.HandlerOpts{DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
 	wantCode, _, want := serve(t, ref, "/metrics", "")
-	if code != wantCode || body != want {
-		t.Errorf("%d %q, promhttp %d %q", code, body, wantCode, want)
-	}
-	if got := testutil.ToFloat64(errCnt.WithLabelValues("gathering")); got != 1 {
-		t.Errorf("gathering errors counted: %v, want 1", got)
+	for i, get := range []func(*testing.T, http.Handler, string, string) (int, http.Header, string){serve, serveGzip} {
+		code, _, body := get(t, h, "/metrics", "")
+		if code != wantCode || body != want {
+			t.Errorf("gzip %v: %d %q, promhttp %d %q", i > 0, code, body, wantCode, want)
+		}
+		if got := testutil.ToFloat64(errCnt.WithLabelValues("gathering")); got != float64(i+1) {
+			t.Errorf("gzip %v: gathering errors counted: %v, want %d", i > 0, got, i+1)
+		}
 	}
 }

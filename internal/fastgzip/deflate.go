@@ -245,7 +245,7 @@ func (e *encoder) writeBlock(raw []byte, final bool) {
 		nb := e.lit.length[257+int(c)]
 		lenEnc[l] = uint32(e.lit.code[257+int(c)]) | (uint32(l)-lengthBase[c])<<nb | uint32(nb+lengthExtra[c])<<24
 	}
-	out := slices.Grow(w.out, 6*len(e.tokens)+8)
+	out := slices.Grow(w.out, size/8+16) // size counts the header too
 	pos := len(out)
 	out = out[:cap(out)]
 	acc, n := w.bits, w.n

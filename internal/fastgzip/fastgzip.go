@@ -10,7 +10,6 @@
 package fastgzip
 
 import (
-	"bytes"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,9 +21,8 @@ import (
 const maxPooled = 1 << 20
 
 type buffers struct {
-	plain bytes.Buffer
-	gz    []byte
-	enc   encoder
+	plain, gz []byte
+	enc       encoder
 }
 
 var pool = sync.Pool{New: func() any { return new(buffers) }}
@@ -33,15 +31,33 @@ var pool = sync.Pool{New: func() any { return new(buffers) }}
 // and its body, which is compressed as a whole.
 type responseWriter struct {
 	http.ResponseWriter
-	buf    *bytes.Buffer
+	buf    []byte
 	status int
+}
+
+// BodyBuffer is implemented by the http.ResponseWriter Handler gives its
+// handler: a handler that builds its whole body in a byte slice appends to
+// Body() and hands the result to SetBody, instead of writing a copy.
+type BodyBuffer interface {
+	Body() []byte     // the body written so far
+	SetBody(b []byte) // the body from now on, status 200 unless one was set
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.buf.Write(b)
+	w.buf = append(w.buf, b...)
+	return len(b), nil
+}
+
+func (w *responseWriter) Body() []byte { return w.buf }
+
+func (w *responseWriter) SetBody(b []byte) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.buf = b
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -66,14 +82,13 @@ func Handler(h http.Handler) http.Handler {
 			return
 		}
 		b := pool.Get().(*buffers)
+		rw := &responseWriter{ResponseWriter: w, buf: b.plain[:0]}
 		defer func() {
-			if b.plain.Cap() <= maxPooled && cap(b.gz) <= maxPooled {
-				b.plain.Reset()
-				b.gz = b.gz[:0]
+			if cap(rw.buf) <= maxPooled && cap(b.gz) <= maxPooled {
+				b.plain = rw.buf[:0]
 				pool.Put(b)
 			}
 		}()
-		rw := &responseWriter{ResponseWriter: w, buf: &b.plain}
 		h.ServeHTTP(rw, r)
 		switch {
 		case rw.status == 0:
@@ -83,7 +98,7 @@ func Handler(h http.Handler) http.Handler {
 			return
 		}
 
-		b.gz = b.enc.appendGzip(b.gz[:0], b.plain.Bytes())
+		b.gz = b.enc.appendGzip(b.gz[:0], rw.buf)
 		hdr := w.Header()
 		hdr.Set("Content-Encoding", "gzip")
 		hdr.Set("Content-Length", strconv.Itoa(len(b.gz))) // the handler's counted plain bytes
