@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // exeResident is the resident kB of this process's read-only mappings of
@@ -93,5 +98,71 @@ func TestReleaseStartupPagesRefuses(t *testing.T) {
 	clean := write("clean", "1000-2000 r--p 00000000 00:00 0 "+exe+"\nRss: 4 kB\nAnonymous: 0 kB\nSwap: 0 kB\n")
 	if _, err := releaseStartupPages(clean, "/proc/self/exe"); err == nil {
 		t.Errorf("a clean mapping was not released (madvise of an unmapped range should fail)")
+	}
+}
+
+// The executable's released pages leave the page cache too, once no one
+// maps them, so fault-around has no neighbours to map; what is read again
+// comes back from the file, one page at a time.
+func TestReleaseStartupPagesDropsPageCache(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type == unix.TMPFS_MAGIC {
+		t.Skipf("%s is on tmpfs (or unknown: %v), whose pages no fadvise drops", dir, err)
+	}
+	exe := filepath.Join(dir, "exe")
+	const size = 64 * 4096
+	content := bytes.Repeat([]byte("memfrag\n"), size/8)
+	f, err := os.Create(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil { // dirty pages stay cached
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	cached := func() int {
+		vec := make([]byte, size/4096)
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), size, uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			t.Fatal(e)
+		}
+		n := 0
+		for _, v := range vec {
+			n += int(v & 1)
+		}
+		return n
+	}
+	if !bytes.Equal(m, content) || cached() != size/4096 {
+		t.Fatalf("the mapping is not all read and cached: %d of %d pages", cached(), size/4096)
+	}
+	link := filepath.Join(dir, "self-exe")
+	if err := os.Symlink(exe, link); err != nil {
+		t.Fatal(err)
+	}
+	lo := uintptr(unsafe.Pointer(&m[0]))
+	smaps := filepath.Join(dir, "smaps")
+	if err := os.WriteFile(smaps, fmt.Appendf(nil, "%x-%x r--p 00000000 00:00 0 %s\nRss: %d kB\nAnonymous: 0 kB\nSwap: 0 kB\n", lo, lo+size, exe, size>>10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := releaseStartupPages(smaps, link)
+	if err != nil || n != size {
+		t.Fatalf("released %d bytes, %v; want %d", n, err, size)
+	}
+	if c := cached(); c > 1 {
+		t.Errorf("%d of %d pages still in the page cache after the release", c, size/4096)
+	}
+	if m[size-1] != '\n' || cached() > 2 {
+		t.Errorf("reading one page back: %q, %d pages cached; want one page read, without readahead", m[size-1], cached())
+	}
+	if !bytes.Equal(m, content) {
+		t.Error("the mapping reads back other bytes")
 	}
 }
