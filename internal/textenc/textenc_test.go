@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -251,5 +253,45 @@ func TestEncoderFollowsSeries(t *testing.T) {
 	bad := family("g", dto.MetricType_GAUGE, nil, gauge(1, "zone", "Normal"), gauge(1, "bad:name", "x"))
 	if got, ok := e.Append([]byte("x"), bad); ok || string(got) != "x" {
 		t.Errorf("refused family appended %q (%v)", got, ok)
+	}
+}
+
+// AppendFloat writes what strconv writes, integers through appendInteger
+// included: at the e-notation boundary, around 2^53, negative, with and
+// without trailing zeros.
+func TestAppendFloatIntegers(t *testing.T) {
+	vals := []float64{999999, 1e6, -999999, -1e6, 1000001, 4194304, 4.194304e+06 * 1024, 1 << 52, 1<<53 - 1, -(1<<53 - 1),
+		1 << 53, 1e15, 1e20, 1e21, 123456789012, 2, -2, 10, 100, 0.5, 1e-7, -0.0}
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 100000; i++ {
+		v := float64(r.Int64N(1 << 53))
+		if i%3 == 0 {
+			v = float64(r.Int64N(1<<20)) * math.Pow(10, float64(r.IntN(10)))
+		}
+		if i%2 == 1 {
+			v = -v
+		}
+		vals = append(vals, v)
+	}
+	for _, v := range vals {
+		want := strconv.FormatFloat(v, 'g', -1, 64)
+		switch v {
+		case 0:
+			want = "0" // expfmt writes 0 for -0 too
+		case 1, -1:
+			want = strconv.FormatFloat(v, 'f', -1, 64)
+		}
+		if got := string(AppendFloat(nil, v)); got != want {
+			t.Fatalf("AppendFloat(%v) = %q, strconv %q", v, got, want)
+		}
+	}
+}
+
+func BenchmarkAppendFloat(b *testing.B) {
+	var buf []byte
+	for b.Loop() {
+		buf = AppendFloat(buf[:0], 4.194304e+06)
+		buf = AppendFloat(buf, 12345)
+		buf = AppendFloat(buf, 0.953)
 	}
 }
