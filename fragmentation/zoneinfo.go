@@ -89,6 +89,7 @@ func (p *zoneinfoParser) parse(data []byte) error {
 	}
 	defer func() { p.lines += bytes.Count(data, []byte("\n")) }()
 	rest := data
+	var zoneRest []byte // the zone's end, once a jump has found it
 	for len(rest) > 0 {
 		i := 0
 		for i < len(rest) && (rest[i] == ' ' || rest[i] == '\t') {
@@ -111,6 +112,7 @@ func (p *zoneinfoParser) parse(data []byte) error {
 				return malformed(rest, "%w", err)
 			}
 			z = &zones[len(zones)-1]
+			zoneRest = nil
 			if dups.listedTwice(len(zones)-1, func(j int) (string, string) { return zones[j].Node, zones[j].Name }) {
 				return malformed(rest, "zone %s of node %s listed twice", z.Name, z.Node)
 			}
@@ -123,14 +125,17 @@ func (p *zoneinfoParser) parse(data []byte) error {
 		var dstField *uint64
 		switch string(key) {
 		case "per-node":
-			// "per-node stats": node counters up to the zone's "pages free".
-			if j := bytes.Index(next[:zoneEnd(next)], []byte("pages free")); j >= 0 {
+			// "per-node stats": node counters up to the zone's "pages
+			// free", if no zone header comes first.
+			if j := bytes.Index(next, []byte("pages free")); j >= 0 && zoneEnd(next[:j]) == j {
 				next = next[bytes.LastIndexByte(next[:j], '\n')+1:]
 			}
 		case "protection:":
 			// Zone counters and pagesets up to the next zone header, but
-			// for the nr_free_pages_blocks counter among them.
+			// for the nr_free_pages_blocks counter among them; after it,
+			// the rest is jumped over from where this search ended.
 			end := zoneEnd(next)
+			zoneRest = next[end:]
 			if j := bytes.Index(next[:end], []byte("nr_free_pages_blocks ")); j >= 0 {
 				end = bytes.LastIndexByte(next[:j], '\n') + 1
 			}
@@ -159,7 +164,11 @@ func (p *zoneinfoParser) parse(data []byte) error {
 			dstField = &z.CMA
 		case "nr_free_pages_blocks":
 			dstField, z.HasFreePagesBlocks = &z.FreePagesBlocks, true
-			next = next[zoneEnd(next):]
+			if zoneRest != nil {
+				next, zoneRest = zoneRest, nil
+			} else {
+				next = next[zoneEnd(next):]
+			}
 		}
 		if dstField != nil {
 			v := f.Next()
