@@ -99,8 +99,13 @@ func (e *encoder) tokenize(m *matcher) {
 		n, dist := 0, 0
 		x := binary.LittleEndian.Uint32(src[p:])
 		// The same column of the previous line.
-		if d := cur - prev; prev >= 0 && d <= maxDist && binary.LittleEndian.Uint32(src[p-d:]) == x {
+		d := cur - prev
+		aligned := prev >= 0 && d <= maxDist
+		if aligned && binary.LittleEndian.Uint32(src[p-d:]) == x {
 			n, dist = 4+matchLen(src[p-d+4:], src[p+4:], min(maxMatch, len(src)-p)-4), d
+		} else if aligned && binary.LittleEndian.Uint32(src[p+1-d:]) == binary.LittleEndian.Uint32(src[p+1:]) {
+			// One byte differs from the line before (a label value's
+			// digit): a literal, and the line before again from the next.
 		} else {
 			// Earlier text: a value and the next line's start often
 			// repeat text some lines up.

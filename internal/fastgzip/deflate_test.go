@@ -114,8 +114,8 @@ func TestDeflateRoundTrip(t *testing.T) {
 	}
 }
 
-// The body is within a third of what gzip's default level makes of
-// exposition text, and about klauspost's stateless deflate's.
+// The body is within a quarter of what gzip's default level makes of
+// exposition text, and no larger than klauspost's stateless deflate's.
 func TestDeflateRatio(t *testing.T) {
 	src := exposition(8)
 	var e encoder
@@ -129,8 +129,8 @@ func TestDeflateRatio(t *testing.T) {
 	kw.Write(src)
 	kw.Close()
 	t.Logf("%d bytes of text: ours %d, compress/gzip default %d, stateless %d", len(src), ours, std.Len(), sl.Len())
-	if ours > std.Len()*4/3 || ours > sl.Len()*21/20 {
-		t.Errorf("ours %d bytes, compress/gzip %d, stateless %d: want within 4/3 of gzip and 5%% of stateless", ours, std.Len(), sl.Len())
+	if ours > std.Len()*5/4 || ours > sl.Len() {
+		t.Errorf("ours %d bytes, compress/gzip %d, stateless %d: want within 5/4 of gzip and no more than stateless", ours, std.Len(), sl.Len())
 	}
 }
 
