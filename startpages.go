@@ -49,7 +49,7 @@ func releaseAfterFirst(h http.Handler, logger log.Logger) http.Handler {
 			go func() { // not in the way of this response or the next
 				n, err := releaseStartupPages("/proc/self/smaps", "/proc/self/exe")
 				if err != nil {
-					level.Debug(logger).Log("msg", "start-up pages of the executable not released", "err", err)
+					level.Debug(logger).Log("msg", "start-up pages of the executable not all released", "released_kib", n>>10, "err", err)
 					return
 				}
 				level.Debug(logger).Log("msg", "released the executable's start-up pages", "resident_kib", n>>10)
@@ -67,6 +67,17 @@ func releaseStartupPages(smaps, exe string) (int64, error) {
 	path, err := os.Readlink(exe)
 	if err != nil {
 		return 0, err
+	}
+	// The file, for its page cache. An executable written moments ago (an
+	// upgrade, a build) has dirty pages, which no fadvise drops: they are
+	// written out first, before smaps is read, so that nothing between the
+	// read and the madvise calls takes long. A file system that cannot
+	// (read-only, special) has none. An executable this user may run but
+	// not read (mode 0711) still has its pages unmapped.
+	file, openErr := os.Open(exe)
+	if openErr == nil {
+		defer file.Close()
+		_ = unix.Fdatasync(int(file.Fd()))
 	}
 	data, err := os.ReadFile(smaps)
 	if err != nil {
@@ -129,15 +140,6 @@ func releaseStartupPages(smaps, exe string) (int64, error) {
 	if len(release) == 0 {
 		return 0, nil
 	}
-	file, err := os.Open(exe)
-	if err != nil {
-		return 0, err
-	}
-	defer file.Close()
-	// An executable written moments ago (an upgrade, a build) has dirty
-	// pages, which no fadvise drops: write them out first. A file system
-	// that cannot (read-only, special) has none.
-	_ = unix.Fdatasync(int(file.Fd()))
 	var released int64
 	for _, m := range release {
 		for _, advice := range [...]uintptr{syscall.MADV_RANDOM, syscall.MADV_DONTNEED} {
@@ -147,8 +149,11 @@ func releaseStartupPages(smaps, exe string) (int64, error) {
 		}
 		released += m.rss
 	}
+	if openErr != nil {
+		return released, fmt.Errorf("pages unmapped; %s stays in the page cache: %w", path, openErr)
+	}
 	if err := unix.Fadvise(int(file.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		return released, fmt.Errorf("dropping %s from the page cache: %w", path, err)
+		return released, fmt.Errorf("pages unmapped; dropping %s from the page cache: %w", path, err)
 	}
 	return released, nil
 }

@@ -164,3 +164,65 @@ func TestReleaseStartupPagesDropsPageCache(t *testing.T) {
 		t.Error("the mapping reads back other bytes")
 	}
 }
+
+// An executable this user may run but not open (mode 0711, or gone from
+// its path) still has its pages unmapped; only the page cache stays, and
+// the error says so.
+func TestReleaseStartupPagesUnopenable(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "exe")
+	const size = 16 * 4096
+	if err := os.WriteFile(exe, bytes.Repeat([]byte("x"), size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	_ = m[size-1] // resident
+	gone := filepath.Join(dir, "gone")
+	link := filepath.Join(dir, "self-exe")
+	if err := os.Symlink(gone, link); err != nil {
+		t.Fatal(err)
+	}
+	lo := uintptr(unsafe.Pointer(&m[0]))
+	smaps := filepath.Join(dir, "smaps")
+	if err := os.WriteFile(smaps, fmt.Appendf(nil, "%x-%x r--p 00000000 00:00 0 %s\nRss: 64 kB\nAnonymous: 0 kB\nSwap: 0 kB\n", lo, lo+size, gone), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := releaseStartupPages(smaps, link)
+	if n != 64<<10 || err == nil || !strings.Contains(err.Error(), "page cache") {
+		t.Fatalf("released %d bytes, %v; want 64 KiB and an error about the page cache", n, err)
+	}
+	if rss := mappingRss(t, lo); rss != 0 {
+		t.Errorf("the mapping still has %d kB resident", rss)
+	}
+}
+
+// mappingRss is the resident kB of this process's mapping starting at lo.
+func mappingRss(t *testing.T, lo uintptr) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skip("no /proc/self/smaps")
+	}
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			in = strings.HasPrefix(f[0], fmt.Sprintf("%x-", lo))
+		case in && len(f) == 3 && f[0] == "Rss:":
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatalf("no mapping at %x", lo)
+	return 0
+}
