@@ -72,9 +72,10 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.b = direct.Body()
 	}
 	var enc expfmt.Encoder // for the families textenc leaves to expfmt
+	cache := &tb.enc
 	other := func(b []byte, mf *dto.MetricFamily) []byte {
 		var ok bool
-		if out.b, ok = tb.enc.Append(b, mf); ok {
+		if out.b, ok = cache.Append(b, mf); ok {
 			return out.b
 		}
 		if enc == nil {
@@ -98,6 +99,10 @@ func (h *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mfs, done, err = h.gatherer.Gather()
 		defer done()
 		empty = len(mfs) == 0
+		// Gather's families may be built in storage the next scrape
+		// reuses for other series (the exporter's slab): label pairs at
+		// an address seen before are not the ones encoded then.
+		cache = new(textenc.Encoder)
 		for _, mf := range mfs {
 			out.b = other(out.b, mf)
 		}

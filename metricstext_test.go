@@ -3,6 +3,7 @@ package main
 import (
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	stdlog "log"
 	"net/http"
@@ -157,6 +158,44 @@ func TestTextHandlerEmptyGatherIs500(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(errCnt.WithLabelValues("gathering")); got != float64(i+1) {
 			t.Errorf("gzip %v: gathering errors counted: %v, want %d", i > 0, got, i+1)
+		}
+	}
+}
+
+// reusingGatherer builds each scrape's one family in the same storage, with
+// another label value each time, as the exporter's slab may.
+type reusingGatherer struct {
+	n     int
+	value string
+	pair  dto.LabelPair
+	pairs [1]*dto.LabelPair
+	v     float64
+}
+
+func (g *reusingGatherer) Gather() ([]*dto.MetricFamily, func(), error) {
+	g.n++
+	name, help, label := "memfrag_test_bytes", "Test.", "zone"
+	g.value = fmt.Sprint("Zone", g.n)
+	g.pair = dto.LabelPair{Name: &label, Value: &g.value}
+	g.pairs[0] = &g.pair
+	g.v = float64(g.n)
+	mf := &dto.MetricFamily{Name: &name, Help: &help, Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{Label: g.pairs[:], Gauge: &dto.Gauge{Value: &g.v}}}}
+	return []*dto.MetricFamily{mf}, func() {}, nil
+}
+
+// Families from Gather are written with their labels of this scrape, not
+// the text cached for the same label storage in the scrape before.
+func TestTextHandlerGatherStorageReused(t *testing.T) {
+	h := newTextHandler(&reusingGatherer{}, newErrCounter(), stdlog.New(io.Discard, "", 0))
+	for scrape := 1; scrape <= 4; scrape++ {
+		get := serve
+		if scrape%2 == 0 {
+			get = serveGzip
+		}
+		_, _, body := get(t, h, "/metrics", "")
+		if want := fmt.Sprintf("memfrag_test_bytes{zone=\"Zone%d\"} %d\n", scrape, scrape); !strings.Contains(body, want) {
+			t.Fatalf("scrape %d: %q, want the line %q", scrape, body, want)
 		}
 	}
 }

@@ -24,11 +24,12 @@ import (
 // Encoder appends families, and keeps the text of each
 // series' labels from one call to the next: the families of a scrape are
 // the last scrape's series with new values, in label pairs that are the
-// same objects (the exporter's collectors and client_golang's metrics keep
-// theirs), so a series costs a lookup and its value instead of checking and
-// escaping every label again. Label pairs must not change once encoded; a
-// new label set comes in new pairs. An Encoder is for one goroutine at a
-// time.
+// same objects (client_golang's metrics and selfmetrics keep theirs), so a
+// series costs a lookup and its value instead of checking and escaping
+// every label again. Label pairs must not change once encoded; a new label
+// set comes in new pairs. Families built in storage that is reused for other
+// series (collector.Exporter's gather) need an Encoder of their own each
+// time. An Encoder is for one goroutine at a time.
 type Encoder struct {
 	labels  map[labelKey]*labelText
 	headers map[*string]*header // by the family's Help
