@@ -46,7 +46,7 @@ const (
 	numClen = 19
 	eob     = 256
 
-	matchFlag = 1 << 31 // token: flag | (length-3)<<15 | (distance-1); a literal is its byte
+	matchFlag = 1 << 31 // token: flag | distance code<<23 | (length-3)<<15 | (distance-1); a literal is its byte
 )
 
 // appendGzip appends the gzip member of src to dst.
@@ -117,9 +117,10 @@ func (e *encoder) tokenize(m *matcher) {
 			}
 		}
 		if n != 0 {
-			toks = append(toks, matchFlag|uint32(n-3)<<15|uint32(dist-1))
+			dc := distCode(dist)
+			toks = append(toks, matchFlag|uint32(dc)<<23|uint32(n-3)<<15|uint32(dist-1))
 			lf[257+int(lengthCode[n-3])]++
-			df[distCode(dist)]++
+			df[dc]++
 			p += n
 		} else {
 			toks = append(toks, uint32(src[p]))
@@ -269,7 +270,7 @@ func (e *encoder) writeBlock(raw []byte, final bool) {
 		} else {
 			le := lenEnc[(t>>15)&0xff]
 			d := int(t&0x7fff) + 1
-			dc := distCode(d)
+			dc := (t >> 23) & 31
 			dl := uint(dist.length[dc])
 			v = uint64(le&0xffffff) | (uint64(dist.code[dc])|uint64(d-distBase[dc])<<(dl&63))<<((le>>24)&63)
 			nb = uint(le>>24) + dl + uint(distExtra[dc])
