@@ -13,8 +13,10 @@
 # and loads each with the same client (bench/scrapeload) in the same run:
 # N keep-alive scrapes with Accept-Encoding: gzip, RUNS times, median over
 # runs; within a run the exporters take turns in blocks of 100 scrapes, so
-# background load on the machine hits all three alike. It prints p50/p99 latency, CPU seconds per 1,000 scrapes (utime+stime
-# from /proc/<pid>/stat), VmRSS after the load, series count, the ratios
+# background load on the machine hits all three alike. It prints p50/p99
+# latency, CPU seconds per 1,000 scrapes (the threads' run times in
+# /proc/<pid>/task/*/schedstat, in nanoseconds: a clock tick of utime+stime
+# is 15 of our scrapes), VmRSS after the load, series count, the ratios
 # ours/ne3 with PASS/FAIL against the targets (p50 <= 0.3x, CPU
 # <= 0.2x, RSS <= 0.7x), and the sum of our collectors' duration metrics
 # against the kernel read floor for the files they read (<= 2x). The floor

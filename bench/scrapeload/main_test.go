@@ -2,6 +2,8 @@ package main
 
 import (
 	"math"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +86,85 @@ func TestParseStatTicks(t *testing.T) {
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("parseStatTicks(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"1242757 95523 3\n", 1242757, false},
+		{"7\n", 7, false},
+		{"", 0, true},
+		{"-5 1 1\n", 0, true},
+		{"1.5 1 1\n", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseSchedstat([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseSchedstat(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestThreadsDelta(t *testing.T) {
+	tests := []struct {
+		name          string
+		before, after map[string]time.Duration
+		want          time.Duration
+		ok            bool
+	}{
+		{"same threads", map[string]time.Duration{"1": 10, "2": 5}, map[string]time.Duration{"1": 15, "2": 9}, 9, true},
+		{"a new thread counts whole", map[string]time.Duration{"1": 10}, map[string]time.Duration{"1": 12, "3": 4}, 6, true},
+		{"an exited thread loses time", map[string]time.Duration{"1": 10, "2": 5}, map[string]time.Duration{"1": 15}, 0, false},
+		{"a reused thread ID ran less", map[string]time.Duration{"1": 10, "2": 50}, map[string]time.Duration{"1": 15, "2": 3}, 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := threadsDelta(tt.before, tt.after)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: threadsDelta = %d, %v; want %d, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// threadTimes of this process grows by about the CPU time a busy loop
+// spends, which the tick count of /proc/self/stat measures too.
+func TestThreadTimesOfSelf(t *testing.T) {
+	pid := os.Getpid()
+	before, err := threadTimes(pid)
+	if err != nil {
+		t.Skipf("no schedstat here: %v", err)
+	}
+	ticks0, err := cpuTicks(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 1
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+		x = x*31 + 7
+	}
+	runtime.KeepAlive(x)
+	after, err := threadTimes(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks1, err := cpuTicks(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := threadsDelta(before, after)
+	if !ok {
+		t.Skip("a thread exited during the loop")
+	}
+	// Each tick count is up to a tick (10 ms) short.
+	byTicks := time.Duration(ticks1-ticks0) * 10 * time.Millisecond
+	if byTicks < 100*time.Millisecond {
+		t.Skipf("the loop got %v of CPU in 300 ms: too busy a machine to compare", byTicks)
+	}
+	if d < byTicks-30*time.Millisecond || d > byTicks+30*time.Millisecond {
+		t.Errorf("threads ran %v in a 300 ms busy loop; utime+stime says %v", d, byTicks)
 	}
 }
 
