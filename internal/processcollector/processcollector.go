@@ -209,12 +209,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // fdDir counts the entries of a /proc/<pid>/fd directory through one kept
-// descriptor, rewound for each count: opening the directory by path again
-// every scrape cost more than reading it.
+// descriptor: opening the directory by path again every scrape cost more
+// than reading it. Since Linux 6.2 the directory's size is the count, one
+// fstat; before, its size is 0 and its entries are read, rewound for each
+// count.
 type fdDir struct {
 	path string
 	mu   sync.Mutex
-	fd   int // -1 until opened
+	fd   int  // -1 until opened
+	list bool // the directory has no size here: read its entries
 	buf  []byte
 }
 
@@ -241,7 +244,15 @@ func (d *fdDir) read() (int, error) {
 			return 0, fmt.Errorf("opening %s: %w", d.path, err)
 		}
 		d.fd = fd
-	} else if err := rawio.Rewind(d.fd); err != nil {
+	}
+	if !d.list {
+		// The size counts open descriptors, so never 0 with ours open.
+		if size, err := rawio.FstatSize(d.fd); err == nil && size > 0 {
+			return int(size) - 1, nil
+		}
+		d.list = true
+	}
+	if err := rawio.Rewind(d.fd); err != nil {
 		return 0, fmt.Errorf("rewinding %s: %w", d.path, err)
 	}
 	n := 0

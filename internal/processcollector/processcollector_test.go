@@ -1,6 +1,7 @@
 package processcollector
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"testing"
@@ -132,13 +133,24 @@ func BenchmarkCollect(b *testing.B) {
 	}
 }
 
-// The kept fd directory descriptor, rewound for each count, sees descriptors
-// opened and closed in between, and does not count itself.
+// The kept fd directory descriptor sees descriptors opened and closed in
+// between, and does not count itself, whether it reads the directory's
+// size or, rewound for each count, its entries.
 func TestFDCountFollows(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("no /proc on this machine")
 	}
+	for _, list := range []bool{false, true} {
+		t.Run(fmt.Sprintf("list=%v", list), func(t *testing.T) { testFDCountFollows(t, list) })
+	}
+	if _, err := newFDDir("/nonexistent/fd").count(); err == nil {
+		t.Error("absent directory: no error")
+	}
+}
+
+func testFDCountFollows(t *testing.T, list bool) {
 	d := newFDDir("/proc/self/fd")
+	d.list = list
 	before, err := d.count()
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +181,23 @@ func TestFDCountFollows(t *testing.T) {
 	if n, err := d.count(); err != nil || n != before {
 		t.Errorf("after closing them: %d, %v; want %d", n, err, before)
 	}
-	if _, err := newFDDir("/nonexistent/fd").count(); err == nil {
-		t.Error("absent directory: no error")
+	if d.list != list {
+		t.Logf("this kernel gives the directory no size (before Linux 6.2): its entries were counted")
+	}
+}
+
+// BenchmarkFDCount compares the two ways of counting: the directory's size
+// and its entries.
+func BenchmarkFDCount(b *testing.B) {
+	for _, list := range []bool{false, true} {
+		b.Run(fmt.Sprintf("list=%v", list), func(b *testing.B) {
+			d := newFDDir("/proc/self/fd")
+			d.list = list
+			for b.Loop() {
+				if _, err := d.count(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -99,6 +99,24 @@ func TestGetdentsRewind(t *testing.T) {
 	}
 }
 
+func TestFstatSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 12345), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n, err := FstatSize(int(f.Fd())); err != nil || n != 12345 {
+		t.Errorf("FstatSize = %d, %v; want 12345", n, err)
+	}
+	if _, err := FstatSize(-1); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("FstatSize(-1): %v; want EBADF", err)
+	}
+}
+
 func TestGetrlimit(t *testing.T) {
 	for _, res := range []int{syscall.RLIMIT_NOFILE, syscall.RLIMIT_AS} {
 		var got, want syscall.Rlimit
