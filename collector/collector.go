@@ -132,7 +132,7 @@ func New(cfg Config, logger log.Logger) (*Exporter, error) {
 	}
 	e := &Exporter{logger: logger}
 	e.scrape.src = fragmentation.NewSource(cfg.ProcPath)
-	e.scrape.proactivenessFile = procfile.New(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile))
+	e.scrape.proactivenessFile = procfile.NewOne(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile))
 	for _, f := range factories {
 		on, set := cfg.Enabled[f.name]
 		if !set {

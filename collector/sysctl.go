@@ -55,14 +55,14 @@ func newSysctl(cfg Config, _ log.Logger) (source, error) {
 	for _, s := range vmSysctls {
 		v := sysctlValue{desc: newDesc(namespace+"_"+s.name, s.help, nil), scale: s.scale}
 		if "sys/vm/"+s.file != fragmentation.ProactivenessFile {
-			v.file = procfile.New(filepath.Join(cfg.ProcPath, "sys/vm", s.file))
+			v.file = procfile.NewOne(filepath.Join(cfg.ProcPath, "sys/vm", s.file))
 		}
 		c.values = append(c.values, v)
 	}
 	thp := filepath.Join(cfg.SysPath, "kernel/mm/transparent_hugepage")
 	c.modes = []thpMode{
-		{procfile.New(filepath.Join(thp, "enabled")), thpEnabledDesc},
-		{procfile.New(filepath.Join(thp, "defrag")), thpDefragDesc},
+		{procfile.NewOne(filepath.Join(thp, "enabled")), thpEnabledDesc},
+		{procfile.NewOne(filepath.Join(thp, "defrag")), thpDefragDesc},
 	}
 	return c, nil
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // ProactivenessFile is vm.compaction_proactiveness relative to the procfs
-// root; open it with procfile.New and keep the File for ReadProactiveness.
+// root; open it with procfile.NewOne and keep the File for ReadProactiveness.
 const ProactivenessFile = "sys/vm/compaction_proactiveness"
 
 // ReadProactiveness reads vm.compaction_proactiveness (0..100) through f, a

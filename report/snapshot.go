@@ -56,7 +56,7 @@ func NewReader(cfg Config) (*Reader, error) {
 		scoreOrder:          order,
 		scoreOrderFromSysfs: fromSysfs,
 		src:                 fragmentation.NewSource(cfg.ProcPath),
-		proactiveness:       procfile.New(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile)),
+		proactiveness:       procfile.NewOne(filepath.Join(cfg.ProcPath, fragmentation.ProactivenessFile)),
 	}, nil
 }
 

@@ -47,8 +47,8 @@ func New(procPath string) *Collector {
 	d := func(n, h string) *prometheus.Desc { return prometheus.NewDesc(n, h, nil, nil) }
 	c := &Collector{
 		procPath:  procPath,
-		stat:      procfile.New(filepath.Join(procPath, "self/stat")),
-		netstat:   procfile.New(filepath.Join(procPath, "self/net/netstat")),
+		stat:      procfile.NewOne(filepath.Join(procPath, "self/stat")),
+		netstat:   procfile.NewOne(filepath.Join(procPath, "self/net/netstat")),
 		fdDir:     newFDDir(filepath.Join(procPath, "self/fd")),
 		pageSize:  float64(os.Getpagesize()),
 		cpu:       d("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."),

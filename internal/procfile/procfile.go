@@ -30,6 +30,7 @@ type File struct {
 	f    *os.File
 	fd   int  // f's descriptor
 	slow bool // read with ordinary system calls (NewSlow)
+	one  bool // one record: a short read has it all (NewOne)
 	last int  // how many bytes the last whole read gave
 	buf  []byte
 	sbuf []byte // Stream's
@@ -53,6 +54,17 @@ func New(path string) *File { return newSized(path, 128) }
 func NewSlow(path string) *File {
 	f := New(path)
 	f.slow = true
+	return f
+}
+
+// NewOne returns a File for a file the kernel generates as one record: a
+// sysctl, a sysfs attribute, /proc/<pid>/stat, net/netstat. A read of it
+// that returns less than it asked for has the whole file, so no second read
+// looks for the end. (A file of many records, such as zoneinfo, may return
+// less than asked for at any record boundary.)
+func NewOne(path string) *File {
+	f := New(path)
+	f.one = true
 	return f
 }
 
@@ -147,6 +159,10 @@ func (f *File) readAt() ([]byte, error) {
 			readHook(f.path, n)
 		}
 		m, err := f.pread(buf[n:], int64(n))
+		if f.one && n == 0 && err == nil && 0 < m && m < len(buf) {
+			n = m
+			break
+		}
 		n += m
 		if errors.Is(err, io.EOF) || (err == nil && m == 0) {
 			if m == 0 && n == grown && n > 0 {

@@ -268,6 +268,58 @@ func TestFirstReadOnce(t *testing.T) {
 	})
 }
 
+// A file of one record is read with one read once its buffer fits it; a
+// growing first read still goes on where it stopped, and an integer sysctl
+// that fills the buffer exactly is read again from the start.
+func TestOneRecordRead(t *testing.T) {
+	for _, path := range []string{"/proc/self/stat", "/proc/sys/vm/min_free_kbytes", "/proc/self/net/netstat", "/sys/kernel/mm/transparent_hugepage/enabled"} {
+		t.Run(strings.ReplaceAll(path, "/", "_"), func(t *testing.T) {
+			want, err := os.ReadFile(path)
+			if err != nil {
+				livetest.Skip(t, "cannot read "+path+": "+err.Error())
+			}
+			f := NewOne(path)
+			defer f.Close()
+			read(t, f) // sizes the buffer
+			offs := recordReads(t, path)
+			got := read(t, f)
+			if !slices.Equal(*offs, []int{0}) {
+				t.Errorf("reads at offsets %v, want [0]", *offs)
+			}
+			if path != "/proc/self/stat" && path != "/proc/self/net/netstat" && got != string(want) {
+				t.Errorf("read %q, os.ReadFile %q", got, want)
+			}
+			if len(got) == 0 || got[len(got)-1] != '\n' {
+				t.Errorf("read %q: not a whole file", got)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name    string
+		content string
+		offs    []int
+	}{
+		{"exact fit", strings.Repeat("x", 127) + "\n", []int{0, 128, 0}},
+		{"grows", strings.Repeat("y", 1000) + "\n", []int{0, 128, 256, 512, 1001}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			offs := recordReads(t, path)
+			f := NewOne(path)
+			defer f.Close()
+			if got := read(t, f); got != tc.content {
+				t.Fatalf("read %q", got)
+			}
+			if !slices.Equal(*offs, tc.offs) {
+				t.Errorf("offsets %v, want %v", *offs, tc.offs)
+			}
+		})
+	}
+}
+
 // The same, counted in system calls: strace the test binary reading
 // /proc/zoneinfo once through a 128-byte starting buffer and count the
 // pread64 calls at offset 0.
