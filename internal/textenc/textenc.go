@@ -300,7 +300,33 @@ func AppendFloat(b []byte, f float64) []byte {
 	if f == math.Trunc(f) && f > -1<<53 && f < 1<<53 {
 		return appendInteger(b, int64(f))
 	}
+	if f > -1e6 && f < 1e6 {
+		if k := math.Round(f * 1000); k/1000 == f {
+			return appendThousandths(b, int64(k))
+		}
+	}
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
+}
+
+// appendThousandths appends k/1000, not an integer, as
+// strconv.AppendFloat(b, float64(k)/1000, 'g', -1, 64) would, for |k/1000|
+// < 10^6: the fragmentation indices are the kernel's thousandths. The
+// division rounds to the float64 nearest k/1000, whose shortest form is
+// then k/1000's digits (another decimal of as few digits is 0.001 away, far
+// more than a float64's spacing below 10^6), and with an exponent from -3
+// to 5, 'g' writes it without e notation.
+func appendThousandths(b []byte, k int64) []byte {
+	if k < 0 {
+		b = append(b, '-')
+		k = -k
+	}
+	b = strconv.AppendInt(b, k/1000, 10)
+	frac := k % 1000
+	b = append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	for b[len(b)-1] == '0' {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // appendInteger appends i as strconv.AppendFloat(b, float64(i), 'g', -1, 64)

@@ -287,11 +287,51 @@ func TestAppendFloatIntegers(t *testing.T) {
 	}
 }
 
+// AppendFloat writes what strconv writes for thousandths (the fragmentation
+// indices) and for values near them that are not thousandths, which
+// strconv formats.
+func TestAppendFloatThousandths(t *testing.T) {
+	vals := []float64{0.001, -0.001, 0.5, 0.05, 0.953, 0.1 + 0.2, 999999.999, -999999.999, 1e6 - 0.5, 1e6 + 0.5,
+		123.456, 0.0001, 0.0005, 1.0005, 1e-3 + 1e-12, 0.3333333333333333, 2.675, 1 - 1e-16}
+	r := rand.New(rand.NewPCG(9, 10))
+	for i := 0; i < 200000; i++ {
+		k := r.Int64N(2e9) - 1e9
+		v := float64(k) / 1000
+		switch i % 4 {
+		case 1:
+			v = float64(r.Int64N(2001)-1000) / 1000 // the indices' range
+		case 2:
+			v = math.Nextafter(v, math.Inf(1)) // a neighbour: not thousandths
+		case 3:
+			v = r.Float64() * math.Pow(10, float64(r.IntN(12)-5))
+		}
+		vals = append(vals, v)
+	}
+	for _, v := range vals {
+		want := strconv.FormatFloat(v, 'g', -1, 64)
+		if v == 0 || v == 1 || v == -1 {
+			continue // written by their own cases, tested above
+		}
+		if got := string(AppendFloat(nil, v)); got != want {
+			t.Fatalf("AppendFloat(%v) = %q, strconv %q", v, got, want)
+		}
+	}
+}
+
 func BenchmarkAppendFloat(b *testing.B) {
 	var buf []byte
 	for b.Loop() {
 		buf = AppendFloat(buf[:0], 4.194304e+06)
 		buf = AppendFloat(buf, 12345)
 		buf = AppendFloat(buf, 0.953)
+	}
+}
+
+func BenchmarkAppendFloatThousandths(b *testing.B) {
+	var buf []byte
+	for b.Loop() {
+		buf = AppendFloat(buf[:0], 0.953)
+		buf = AppendFloat(buf, -0.25)
+		buf = AppendFloat(buf, 0.002)
 	}
 }
