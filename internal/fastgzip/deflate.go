@@ -97,23 +97,40 @@ func (e *encoder) tokenize(m *matcher) {
 	toks, lf, df, table := e.tokens, &e.litFreq, &e.distFreq, &e.table
 	for p+8 <= len(src) && len(toks) < maxTokens {
 		n, dist := 0, 0
-		x := binary.LittleEndian.Uint32(src[p:])
-		// The same column of the previous line.
+		x8 := binary.LittleEndian.Uint64(src[p:])
+		// The same column of the previous line: how many of 8 bytes it
+		// shares.
 		d := cur - prev
 		aligned := prev >= 0 && d <= maxDist
-		if aligned && binary.LittleEndian.Uint32(src[p-d:]) == x {
-			n, dist = 4+matchLen(src[p-d+4:], src[p+4:], min(maxMatch, len(src)-p)-4), d
-		} else if aligned && binary.LittleEndian.Uint32(src[p+1-d:]) == binary.LittleEndian.Uint32(src[p+1:]) {
+		same := 0
+		var diff uint64
+		if aligned {
+			diff = binary.LittleEndian.Uint64(src[p-d:]) ^ x8
+			same = bits.TrailingZeros64(diff) >> 3
+		}
+		switch {
+		case same >= minMatch:
+			n, dist = same, d
+			if same == 8 {
+				n = 8 + matchLen(src[p-d+8:], src[p+8:], min(maxMatch, len(src)-p)-8)
+			}
+		case aligned && same == 0 && uint32(diff>>8) == 0:
 			// One byte differs from the line before (a label value's
 			// digit): a literal, and the line before again from the next.
-		} else {
+		default:
 			// Earlier text: a value and the next line's start often
 			// repeat text some lines up.
+			x := uint32(x8)
 			h := (x * 0x9E3779B1) >> (32 - hashBits)
 			c := int(table[h]) - 1
 			table[h] = uint32(p + 1)
-			if c >= 0 && p-c <= maxDist && binary.LittleEndian.Uint32(src[c:]) == x {
-				n, dist = 4+matchLen(src[c+4:], src[p+4:], min(maxMatch, len(src)-p)-4), p-c
+			if c >= 0 && p-c <= maxDist {
+				if k := bits.TrailingZeros64(binary.LittleEndian.Uint64(src[c:])^x8) >> 3; k >= minMatch {
+					n, dist = k, p-c
+					if k == 8 {
+						n = 8 + matchLen(src[c+8:], src[p+8:], min(maxMatch, len(src)-p)-8)
+					}
+				}
 			}
 		}
 		if n != 0 {
