@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
 )
@@ -100,6 +101,7 @@ func TestTextHandlerMatchesPromhttp(t *testing.T) {
 		{"/metrics", ""},
 		{"/metrics", "text/plain;version=0.0.4"},
 		{"/metrics", "*/*"},
+		{"/metrics", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}, // Prometheus 2.42's
 		{"/metrics", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"},
 		{"/metrics", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
 		{"/metrics?name[]=memfrag_test_total", ""},
@@ -198,4 +200,21 @@ func TestTextHandlerGatherStorageReused(t *testing.T) {
 			t.Fatalf("scrape %d: %q, want the line %q", scrape, body, want)
 		}
 	}
+}
+
+// BenchmarkNegotiate compares expfmt's negotiation of Prometheus's Accept
+// header with the handler's, which keeps the last header's result.
+func BenchmarkNegotiate(b *testing.B) {
+	hdr := http.Header{"Accept": {"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}}
+	b.Run("expfmt", func(b *testing.B) {
+		for b.Loop() {
+			_ = expfmt.Negotiate(hdr).FormatType()
+		}
+	})
+	b.Run("handler", func(b *testing.B) {
+		h := newTextHandler(prometheus.ToTransactionalGatherer(prometheus.NewRegistry()), newErrCounter(), stdlog.New(io.Discard, "", 0))
+		for b.Loop() {
+			_, _ = h.negotiate(hdr)
+		}
+	})
 }
