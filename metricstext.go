@@ -41,16 +41,20 @@ type negotiated struct {
 
 // negotiate is expfmt.Negotiate(h) and its FormatType.
 func (h *textHandler) negotiate(hdr http.Header) (expfmt.Format, expfmt.FormatType) {
-	accept := hdr.Values("Accept")
-	if len(accept) != 1 {
+	values := hdr.Values("Accept")
+	if len(values) > 1 {
 		f := expfmt.Negotiate(hdr)
 		return f, f.FormatType()
 	}
-	if n := h.last.Load(); n != nil && n.accept == accept[0] {
+	accept := ""
+	if len(values) == 1 {
+		accept = values[0]
+	}
+	if n := h.last.Load(); n != nil && n.accept == accept {
 		return n.format, n.typ
 	}
 	f := expfmt.Negotiate(hdr)
-	h.last.Store(&negotiated{accept[0], f, f.FormatType()})
+	h.last.Store(&negotiated{accept, f, f.FormatType()})
 	return f, f.FormatType()
 }
 
