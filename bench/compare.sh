@@ -17,7 +17,7 @@
 # latency, CPU seconds per 1,000 scrapes (the threads' run times in
 # /proc/<pid>/task/*/schedstat, in nanoseconds: a clock tick of utime+stime
 # is 15 of our scrapes), VmRSS after the load, series count, the ratios
-# ours/ne3 with PASS/FAIL against the targets (p50 <= 0.3x, CPU
+# ours/ne3 (p50 and CPU: the median of the runs' own ratios) with PASS/FAIL against the targets (p50 <= 0.3x, CPU
 # <= 0.2x, RSS <= 0.7x), and the sum of our collectors' duration metrics
 # against the kernel read floor for the files they read (<= 2x). The floor
 # is measured twice: hot, the files read back to back thousands of times

@@ -217,12 +217,46 @@ func TestPrintChecksFloor(t *testing.T) {
 	}{{190e-6, true}, {210e-6, false}} {
 		sums := map[string]summary{"ours": {durSum: tc.durSum, scrapeFloor: 100 * time.Microsecond}}
 		var b strings.Builder
-		ok := printChecks(&b, sums, "ours", "ne3", 50*time.Microsecond)
+		ok := printChecks(&b, &report{}, sums, "ours", "ne3", 50*time.Microsecond)
 		if ok != tc.pass {
 			t.Errorf("dur sum %.0f µs against a cadence floor of 100 µs: pass %v, want %v\n%s", tc.durSum*1e6, ok, tc.pass, b.String())
 		}
 		if !strings.Contains(b.String(), "dur sum / hot-loop floor") || !strings.Contains(b.String(), "(info") {
 			t.Errorf("hot-loop ratio not printed as information:\n%s", b.String())
 		}
+	}
+}
+
+// CPU and p50 are checked as the median of the runs' ratios, not as the
+// ratio of each target's median: a machine that is slower in some runs
+// slows both targets of those runs.
+func TestPrintChecksPaired(t *testing.T) {
+	run := func(cpu float64, p50 time.Duration) runResult {
+		return runResult{cpuPer1000: cpu, p50: p50, rssBytes: 10 << 20}
+	}
+	// The machine runs at 1x, 2x and 1.5x the time: ours is 0.05x of ne3
+	// in every run.
+	rep := &report{results: map[string][]runResult{
+		"ours": {run(0.5, 1*time.Millisecond), run(1.0, 2*time.Millisecond), run(0.75, 1500*time.Microsecond)},
+		"ne3":  {run(10, 4*time.Millisecond), run(20, 8*time.Millisecond), run(15, 6*time.Millisecond)},
+	}}
+	if got := pairedRatio(rep.results["ours"], rep.results["ne3"], func(r runResult) float64 { return r.cpuPer1000 }); got != 0.05 {
+		t.Errorf("pairedRatio = %v, want 0.05", got)
+	}
+	limits.cpu, limits.p50, limits.rss = 0.05, 0.25, 1
+	defer func() { limits.cpu, limits.p50, limits.rss = 0.2, 0.3, 0.7 }()
+	// Medians that say 0.04x, where every run says 0.05x: passes.
+	sums := map[string]summary{"ours": {cpuPer1000: 0.6, p50: time.Millisecond, rssBytes: 1}, "ne3": {cpuPer1000: 15, p50: 6 * time.Millisecond, rssBytes: 1}}
+	var b strings.Builder
+	if !printChecks(&b, rep, sums, "ours", "ne3", 0) {
+		t.Errorf("a subject at 0.05x in every run fails a 0.05x limit:\n%s", b.String())
+	}
+	// Above the limit in every run fails, whatever the medians say.
+	for i := range rep.results["ours"] {
+		rep.results["ours"][i].cpuPer1000 *= 1.1
+	}
+	b.Reset()
+	if printChecks(&b, rep, sums, "ours", "ne3", 0) {
+		t.Errorf("a subject at 0.055x in every run passes a 0.05x limit:\n%s", b.String())
 	}
 }
