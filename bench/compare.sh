@@ -12,18 +12,19 @@
 #   ours  ./memfrag_exporter with its default collectors
 # and loads each with the same client (bench/scrapeload) in the same run:
 # N keep-alive scrapes with Accept-Encoding: gzip, RUNS times, median over
-# runs; within a run the exporters take turns in blocks of 100 scrapes, so
+# runs; within a run the exporters take turns in blocks of 20 scrapes, so
 # background load on the machine hits all three alike. It prints p50/p99
 # latency, CPU seconds per 1,000 scrapes (the threads' run times in
 # /proc/<pid>/task/*/schedstat, in nanoseconds: a clock tick of utime+stime
 # is 15 of our scrapes), VmRSS after the load, series count, the ratios
-# ours/ne3 (p50 and CPU: the median of the runs' own ratios) with PASS/FAIL against the targets (p50 <= 0.3x, CPU
-# <= 0.2x, RSS <= 0.7x), and the sum of our collectors' duration metrics
+# ours/ne3 (p50 and CPU: the median of the runs' own ratios) with PASS/FAIL
+# against the targets (p50 <= 0.3x, CPU <= 0.2x, RSS <= 0.7x), and the sum
+# of our collectors' duration metrics
 # against the kernel read floor for the files they read (<= 2x). The floor
 # is measured twice: hot, the files read back to back thousands of times
 # (information: no read inside a scrape is that warm), and at scrape
 # cadence, one pass over the files right after a scrape of ours (extra,
-# untimed scrapes after each block of 100), which is
+# untimed scrapes after each block), which is
 # what the check uses. Exit status 1 when a target is missed.
 #
 # Usage: bench/compare.sh

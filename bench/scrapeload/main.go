@@ -13,7 +13,7 @@
 // to read the floor files as the exporter does.
 //
 // Every run scrapes each target n times over one keep-alive connection with
-// Accept-Encoding: gzip, the targets taking turns in blocks of 100 scrapes so
+// Accept-Encoding: gzip, the targets taking turns in blocks of 20 scrapes so
 // that background load hits them alike; the reported figure is the median
 // over runs. CPU is the run time of the process's threads in nanoseconds
 // (/proc/<pid>/task/*/schedstat); a block of scrapes in which a thread
@@ -113,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.n, "n", 2000, "scrapes per target per run")
 	fs.IntVar(&cfg.runs, "runs", 5, "runs; figures are the median over runs")
 	fs.IntVar(&cfg.warmup, "warmup", 50, "unmeasured scrapes per target before each run")
-	fs.IntVar(&cfg.block, "block", 100, "scrapes a target gets before the next target's turn within a run")
+	fs.IntVar(&cfg.block, "block", 20, "scrapes a target gets before the next target's turn within a run: short turns keep the targets under the same conditions, and thread run times are exact for any number")
 	fs.StringVar(&cfg.baseline, "baseline", "", "target the subject is compared with")
 	fs.StringVar(&cfg.subject, "subject", "", "target checked against the targets (ours)")
 	fs.StringVar(&cfg.also, "also", "", "another target checked like the subject, for information (does not change the exit status)")
