@@ -347,23 +347,28 @@ func (h *huffman) build(freq []uint32, maxBits uint8) {
 	n := len(freq)
 	clear(h.length[:])
 	for shift := 0; ; shift++ {
-		nodes := h.nodes[:0]
+		// The leaves by weight, then symbol, sorted as integers: the
+		// literal code of an 8-node body is built in 2.0 us, 3.2 with the
+		// nodes sorted by a function.
+		var keys [numLit]uint64 // weight<<16 | symbol
+		k := 0
 		for s, f := range freq {
 			if f != 0 {
-				nodes = append(nodes, hnode{freq: max(1, f>>shift), sym: int16(s)})
+				keys[k] = uint64(max(1, f>>shift))<<16 | uint64(s)
+				k++
 			}
 		}
-		for s := 0; len(nodes) < 2; s++ {
+		for s := 0; k < 2; s++ {
 			if freq[s] == 0 {
-				nodes = append(nodes, hnode{freq: 1, sym: int16(s)})
+				keys[k] = 1<<16 | uint64(s)
+				k++
 			}
 		}
-		slices.SortFunc(nodes, func(a, b hnode) int {
-			if a.freq != b.freq {
-				return int(a.freq) - int(b.freq)
-			}
-			return int(a.sym) - int(b.sym)
-		})
+		slices.Sort(keys[:k])
+		nodes := h.nodes[:0]
+		for _, key := range keys[:k] {
+			nodes = append(nodes, hnode{freq: uint32(key >> 16), sym: int16(key & 0xffff)})
+		}
 		// Two queues: the leaves in order, the internal nodes as made,
 		// which come out in order of weight too.
 		leaves := len(nodes)
