@@ -17,8 +17,8 @@
 // that background load hits them alike; the reported figure is the median
 // over runs. CPU is the run time of the process's threads in nanoseconds
 // (/proc/<pid>/task/*/schedstat); a block of scrapes in which a thread
-// exits is counted from utime+stime in /proc/<pid>/stat instead, whose
-// clock ticks (10 ms) are as long as 15 scrapes of a fast exporter. Memory
+// exits is counted from utime+stime in /proc/<pid>/stat instead (blockCPU),
+// whose clock ticks (10 ms) are as long as 15 scrapes of a fast exporter. Memory
 // is VmRSS in /proc/<pid>/status after the load.
 package main
 
@@ -332,10 +332,9 @@ func (s *session) block(k int, clkTck float64) error {
 	if err != nil {
 		return err
 	}
-	if d, ok := threadsDelta(threads0, threads1); ok {
-		s.cpu += d
-	} else {
-		s.cpu += time.Duration(float64(ticks1-ticks0) / clkTck * float64(time.Second))
+	d, exact := blockCPU(threads0, threads1, ticks1-ticks0, clkTck)
+	s.cpu += d
+	if !exact {
 		s.res.tickBlocks++
 	}
 	if s.fl == nil {
@@ -523,6 +522,22 @@ func threadsDelta(before, after map[string]time.Duration) (time.Duration, bool) 
 		if _, ok := before[tid]; !ok {
 			d += t1
 		}
+	}
+	return d, true
+}
+
+// blockCPU is the CPU time a process spent between two readings of its
+// threads' run times and a count of ticks of its utime+stime: the threads'
+// when they account for it (exact), else the ticks'. Ticks keep the time of
+// threads that exited; the run times lose a thread gone by the second
+// reading, one that came and went between the two (the ticks then count
+// more than two ticks beyond the run times, each reading being less than a
+// tick short), and all of them where the kernel has no schedstat.
+func blockCPU(before, after map[string]time.Duration, ticks uint64, clkTck float64) (_ time.Duration, exact bool) {
+	byTicks := time.Duration(float64(ticks) / clkTck * float64(time.Second))
+	d, ok := threadsDelta(before, after)
+	if !ok || len(before) == 0 || byTicks > d+time.Duration(2/clkTck*float64(time.Second)) {
+		return byTicks, false
 	}
 	return d, true
 }
@@ -751,7 +766,8 @@ func (c check) ratio() float64 {
 }
 func (c check) pass() bool { return c.their > 0 && c.ratio() <= c.limit }
 
-// pairedRatio is the median over runs of subject's figure over baseline's
+// pairedRatio is the median over runs (of an even number, the mean of the
+// middle two) of subject's figure over baseline's
 // in the same run. The targets take turns within a run, so a run's ratio
 // is measured on the machine as it was then; a VM's speed changes between
 // runs (by 1.5x within minutes on the one this was written on), and the
@@ -764,7 +780,11 @@ func pairedRatio(sub, base []runResult, fig func(runResult) float64) float64 {
 			r = append(r, fig(sub[i])/b)
 		}
 	}
-	return medianFloat(r)
+	if len(r) == 0 {
+		return 0
+	}
+	sort.Float64s(r)
+	return (r[(len(r)-1)/2] + r[len(r)/2]) / 2
 }
 
 // print writes the table and the checks; it reports whether every check

@@ -129,6 +129,42 @@ func TestThreadsDelta(t *testing.T) {
 	}
 }
 
+// A block's CPU is the threads' run times unless the ticks say time was
+// lost: a thread gone by the second reading, one that came and went between
+// the readings, or no schedstat at all.
+func TestBlockCPU(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name          string
+		before, after map[string]time.Duration
+		ticks         uint64
+		want          time.Duration
+		exact         bool
+	}{
+		{"threads account for it", map[string]time.Duration{"1": 0}, map[string]time.Duration{"1": 55 * ms}, 5, 55 * ms, true},
+		{"a tick short at each end", map[string]time.Duration{"1": 0}, map[string]time.Duration{"1": 55 * ms}, 7, 55 * ms, true},
+		{"an exited thread", map[string]time.Duration{"1": 0, "2": 0}, map[string]time.Duration{"1": 55 * ms}, 9, 90 * ms, false},
+		{"a thread that came and went", map[string]time.Duration{"1": 0}, map[string]time.Duration{"1": 1 * ms}, 30, 300 * ms, false},
+		{"no schedstat", map[string]time.Duration{}, map[string]time.Duration{}, 4, 40 * ms, false},
+	}
+	for _, tt := range tests {
+		got, exact := blockCPU(tt.before, tt.after, tt.ticks, 100)
+		if got != tt.want || exact != tt.exact {
+			t.Errorf("%s: blockCPU = %v, %v; want %v, %v", tt.name, got, exact, tt.want, tt.exact)
+		}
+	}
+}
+
+// With an even number of runs the paired ratio is the mean of the middle
+// two, not the lower one.
+func TestPairedRatioEven(t *testing.T) {
+	sub := []runResult{{cpuPer1000: 0.15}, {cpuPer1000: 0.30}}
+	base := []runResult{{cpuPer1000: 1}, {cpuPer1000: 1}}
+	if got := pairedRatio(sub, base, func(r runResult) float64 { return r.cpuPer1000 }); math.Abs(got-0.225) > 1e-12 {
+		t.Errorf("pairedRatio of 0.15 and 0.30 = %v, want 0.225", got)
+	}
+}
+
 // threadTimes of this process grows by about the CPU time a busy loop
 // spends, which the tick count of /proc/self/stat measures too.
 func TestThreadTimesOfSelf(t *testing.T) {
