@@ -42,7 +42,7 @@ type negotiated struct {
 // negotiate is expfmt.Negotiate(h) and its FormatType.
 func (h *textHandler) negotiate(hdr http.Header) (expfmt.Format, expfmt.FormatType) {
 	values := hdr.Values("Accept")
-	if len(values) > 1 {
+	if len(values) > 1 || len(values) == 1 && len(values[0]) > 512 { // not a scraper's: not kept
 		f := expfmt.Negotiate(hdr)
 		return f, f.FormatType()
 	}
