@@ -102,7 +102,7 @@ func TestTextHandlerMatchesPromhttp(t *testing.T) {
 		{"/metrics", "text/plain;version=0.0.4"},
 		{"/metrics", "*/*"},
 		{"/metrics", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}, // Prometheus 2.42's
-		{"/metrics", strings.Repeat("x/y;q=0.1,", 60) + "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"}, // too long to be kept
+		{"/metrics", strings.Repeat("x/y;q=0.1,", 60) + "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},         // too long to be kept
 		{"/metrics", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"},
 		{"/metrics", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
 		{"/metrics?name[]=memfrag_test_total", ""},
