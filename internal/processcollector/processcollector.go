@@ -247,7 +247,11 @@ func (d *fdDir) read() (int, error) {
 	}
 	if !d.list {
 		// The size counts open descriptors, so never 0 with ours open.
-		if size, err := rawio.FstatSize(d.fd); err == nil && size > 0 {
+		size, err := rawio.FstatSize(d.fd)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", d.path, err) // count opens it again
+		}
+		if size > 0 {
 			return int(size) - 1, nil
 		}
 		d.list = true

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"syscall"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -145,6 +146,28 @@ func TestFDCountFollows(t *testing.T) {
 	}
 	if _, err := newFDDir("/nonexistent/fd").count(); err == nil {
 		t.Error("absent directory: no error")
+	}
+}
+
+// A descriptor that fails (here closed behind the counter's back, as a
+// remounted /proc would leave it stale) is opened again, and the count
+// keeps using the directory's size.
+func TestFDCountReopens(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc on this machine")
+	}
+	d := newFDDir("/proc/self/fd")
+	before, err := d.count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := d.list
+	syscall.Close(d.fd)
+	if n, err := d.count(); err != nil || n != before {
+		t.Errorf("after the descriptor was closed: %d, %v; want %d", n, err, before)
+	}
+	if d.list != list {
+		t.Errorf("list %v after a failed fstat, %v before: a failing descriptor is not a kernel without the size", d.list, list)
 	}
 }
 
