@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
 	"github.com/memfrag/memfrag_exporter/internal/rawio"
 )
 
@@ -131,6 +132,14 @@ func (l *connLimiter) dropLocked(c *limitedConn) {
 	l.unlistLocked(c)
 	l.open--
 	l.openGauge.Set(float64(l.open))
+}
+
+// GatherWrites is the inner connection's (see rawio.Conn), when it has it.
+func (c *limitedConn) GatherWrites(n int) error {
+	if g, ok := c.Conn.(fastgzip.WriteGatherer); ok {
+		return g.GatherWrites(n)
+	}
+	return nil
 }
 
 func (c *limitedConn) Close() error {

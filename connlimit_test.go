@@ -2,17 +2,22 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/memfrag/memfrag_exporter/internal/fastgzip"
 )
 
 // The bound in isolation, with a real http.Server on loopback: quiet
@@ -167,5 +172,49 @@ func TestSystemdSocketActivation(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "systemd activated") {
 		t.Errorf("log does not say it uses the activated socket:\n%s", logs.String())
+	}
+}
+
+// Through the limiter's connections, whose writes fastgzip.Handler
+// gathers (fastgzip.ConnContext), keep-alive gzipped responses smaller
+// and larger than net/http's 4 KiB buffer arrive whole and in order.
+func TestGatheredResponses(t *testing.T) {
+	lim := newConnLimiter(3)
+	bodies := map[string]string{}
+	mux := http.NewServeMux()
+	for _, n := range []int{10, 3000, 4096, 5000, 200_000} {
+		var b strings.Builder
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, "%x", sha256.Sum256([]byte(strconv.Itoa(n*i)))) // incompressible
+		}
+		path := "/" + strconv.Itoa(n)
+		bodies[path] = b.String()[:n]
+		mux.Handle(path, fastgzip.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, bodies[path])
+		})))
+	}
+	srv := &http.Server{Handler: mux, ConnState: lim.connState, ConnContext: fastgzip.ConnContext}
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lim.listener(raw))
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
+	for round := range 3 {
+		for path, want := range bodies {
+			resp, err := client.Get("http://" + raw.Addr().String() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || string(got) != want || !resp.Uncompressed {
+				t.Fatalf("round %d %s: %d bytes (want %d), %v, gzipped %v", round, path, len(got), len(want), err, resp.Uncompressed)
+			}
+		}
+	}
+	if n := testutil.ToFloat64(lim.openGauge); n != 1 {
+		t.Errorf("%v connections open, want the one kept alive", n)
 	}
 }

@@ -95,6 +95,7 @@ func newServer(o *options, exporter *collector.Exporter, logger log.Logger) (*se
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       idleTimeout,
 		ConnState:         s.conns.connState,
+		ConnContext:       fastgzip.ConnContext,
 		ErrorLog:          newServerErrorLog(logger, "http"),
 	}
 	return s, nil

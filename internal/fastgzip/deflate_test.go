@@ -234,3 +234,68 @@ func benchWriter(b *testing.B, name string, src []byte, zw interface {
 		b.ReportMetric(float64(out.Len()), "gz-bytes")
 	})
 }
+
+// commented is exposition text of many families whose help texts share
+// phrases, series counts per family from counts (cycled), in order.
+func commented(families int, counts []int, order []int) []byte {
+	var b strings.Builder
+	for k := range families {
+		f := k
+		if order != nil {
+			f = order[k]
+		}
+		name := fmt.Sprintf("memfrag_family_%d_bytes", f)
+		fmt.Fprintf(&b, "# HELP %s Free memory per NUMA node and zone, family %d, as the kernel counts it.\n# TYPE %s gauge\n", name, f, name)
+		for i := range counts[f%len(counts)] {
+			fmt.Fprintf(&b, "%s{numa_node=\"%d\",zone=\"Normal\"} %d\n", name, i, (i%3)*4096)
+		}
+	}
+	return []byte(b.String())
+}
+
+// Comment lines are tokenized from the cache only after the same lines as
+// when their tokens were made: bodies in which they move, lie far apart,
+// are long, come last without a newline or follow a match, all come back
+// whole from one reused encoder, in any order, in the bytes a new encoder
+// writes.
+func TestHeaderCache(t *testing.T) {
+	reversed := make([]int, 60)
+	for i := range reversed {
+		reversed[i] = 59 - i
+	}
+	many := make([]int, 3000) // more comment text than the cache keeps
+	for i := range many {
+		many[i] = i
+	}
+	long := "# HELP x " + strings.Repeat("very long help ", 100) + "\n"
+	bodies := map[string][]byte{
+		"families":           commented(60, []int{3, 0, 17}, nil),
+		"far apart":          commented(60, []int{3, 1000}, nil), // a family of 60 KB
+		"reordered":          commented(60, []int{3, 0, 17}, reversed),
+		"more families":      commented(3000, []int{1}, many),
+		"long comment":       append([]byte(long), commented(5, []int{2}, nil)...),
+		"comment last":       append(commented(5, []int{2}, nil), "# HELP last no newline"...),
+		"match into #":       []byte("a 0\na 0\na 0\n# HELP a b\n# TYPE a gauge\na 0\na 0\n# HELP a b\n#\n# \n"),
+		"short match into #": []byte("abcdefgh 1\nabcdefgh 2\n# HELP z\nx\n# HELP z\n"),
+	}
+	names := []string{"families", "far apart", "reordered", "more families", "long comment", "comment last", "match into #", "short match into #"}
+	var e encoder
+	for round := range 2 {
+		for i := range names {
+			name := names[(i*3+round)%len(names)]
+			src := bodies[name]
+			z := e.appendGzip(nil, src)
+			if got := gunzip(t, z); !bytes.Equal(got, src) {
+				t.Fatalf("%s (round %d): %d bytes came back as %d different ones", name, round, len(src), len(got))
+			}
+			// What the cache holds from other bodies changes nothing.
+			var fresh encoder
+			if again := fresh.appendGzip(nil, src); !bytes.Equal(again, z) {
+				t.Errorf("%s (round %d): the reused encoder wrote other bytes than a new one", name, round)
+			}
+		}
+	}
+	if n := len(e.headers.lines); n == 0 || e.headers.bytes > maxHeaderBytes+2*maxHeaderLine {
+		t.Errorf("the cache holds %d lines, %d bytes", n, e.headers.bytes)
+	}
+}

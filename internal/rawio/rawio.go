@@ -108,7 +108,9 @@ func Getrlimit(resource int, rl *syscall.Rlimit) error {
 // poller through syscall.RawConn, deadlines and Close included, as net does.
 type Conn struct {
 	*net.TCPConn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	held []byte // writes held for GatherWrites
+	want int    // bytes to come before held goes out, 0 for none
 }
 
 // NewConn returns c with raw reads and writes if it is a TCP connection,
@@ -164,13 +166,48 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// maxHeld bounds the buffer kept for held writes between responses.
+const maxHeld = 64 << 10
+
+// GatherWrites makes the writes that follow go out in one system call, the
+// one that brings the bytes written since to n or more: until then they
+// are held. net/http sends a response of more than its 4 KiB buffer in two
+// writes, the buffer with the header and then the rest, and on loopback
+// each write runs the receiver's TCP input and wakes the reader on the
+// sender's CPU. n 0 sends what is held now.
+func (c *Conn) GatherWrites(n int) error {
+	c.want = max(n, 0)
+	if n <= 0 && len(c.held) > 0 {
+		_, err := c.Write(nil)
+		return err
+	}
+	return nil
+}
+
 // Write writes all of b, waiting for room in the socket's buffer as needed.
 func (c *Conn) Write(b []byte) (int, error) {
-	done := 0
+	held := len(c.held)
+	if c.want > 0 && held+len(b) < c.want {
+		c.held = append(c.held, b...)
+		return len(b), nil
+	}
+	c.want = 0
+	done := 0 // of held, then b
 	var errno syscall.Errno
+	var iov [2]syscall.Iovec
 	err := c.rc.Write(func(fd uintptr) bool {
-		for done < len(b) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, ptr(b[done:]), uintptr(len(b)-done))
+		for done < held+len(b) {
+			var r uintptr
+			var e syscall.Errno
+			if done < held {
+				h := c.held[done:]
+				iov[0].Base, iov[1].Base = &h[0], unsafe.SliceData(b)
+				iov[0].SetLen(len(h))
+				iov[1].SetLen(len(b))
+				r, _, e = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
+			} else {
+				r, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, ptr(b[done-held:]), uintptr(len(b)-(done-held)))
+			}
 			switch e {
 			case 0:
 				if r == 0 {
@@ -188,6 +225,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 		}
 		return true
 	})
+	if held > 0 {
+		c.held = c.held[:0]
+		if cap(c.held) > maxHeld {
+			c.held = nil
+		}
+		done = max(0, done-held)
+	}
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("write", errno)
 	}

@@ -276,3 +276,63 @@ func TestNewConnOther(t *testing.T) {
 		t.Errorf("NewConn of a pipe gave %T", c)
 	}
 }
+
+// GatherWrites holds writes until the bytes asked for have come, then
+// sends them in order with the write that completes them, partial writes
+// to a slow reader included; 0 sends what is held.
+func TestConnGatherWrites(t *testing.T) {
+	ours, theirs := pair(t)
+	c := ours.(*Conn)
+	first := []byte(strings.Repeat("h", 100))
+	rest := make([]byte, 8<<20)
+	rand.Read(rest)
+	c.GatherWrites(len(rest))
+	if n, err := c.Write(first); n != len(first) || err != nil {
+		t.Fatalf("held Write = %d, %v", n, err)
+	}
+	theirs.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 7000)
+	if n, err := theirs.Read(buf); n != 0 || err == nil {
+		t.Fatalf("%d bytes arrived before the writes were complete (%v)", n, err)
+	}
+	theirs.SetReadDeadline(time.Time{})
+	got := make(chan []byte, 1)
+	go func() {
+		var b bytes.Buffer
+		for b.Len() < len(first)+len(rest) {
+			time.Sleep(50 * time.Microsecond) // slower than the writer
+			n, err := theirs.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		got <- b.Bytes()
+	}()
+	if n, err := c.Write(rest); n != len(rest) || err != nil {
+		t.Fatalf("completing Write = %d, %v", n, err)
+	}
+	if b := <-got; !bytes.Equal(b, append(first, rest...)) {
+		t.Fatalf("the reader got %d bytes, not the %d written in order", len(b), len(first)+len(rest))
+	}
+
+	c.GatherWrites(1000)
+	c.Write([]byte("held"))
+	if err := c.GatherWrites(0); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(" then sent"))
+	want := "held then sent"
+	var b []byte
+	theirs.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(b) < len(want) {
+		n, err := theirs.Read(buf)
+		if err != nil {
+			t.Fatalf("after GatherWrites(0): %q, %v", b, err)
+		}
+		b = append(b, buf[:n]...)
+	}
+	if string(b) != want {
+		t.Errorf("got %q, want %q", b, want)
+	}
+}
