@@ -5,10 +5,12 @@
 // client_golang's collector re-reads and re-parses /proc/stat (only for the
 // boot time), /proc/self/limits and /proc/self/net/netstat through procfs on
 // every scrape: about a third of a millisecond, more than all of this
-// exporter's kernel collectors together. Here /proc/self/stat,
-// net/netstat and the fd directory are read through kept descriptors, the start time is computed
-// once, and the limits come from getrlimit(2), which is what /proc/self/limits
-// prints.
+// exporter's kernel collectors together. Here /proc/self/statm, net/netstat
+// and the fd directory are read through kept descriptors, the CPU time
+// comes from getrusage(2) and the limits from getrlimit(2) (what
+// /proc/self/stat and /proc/self/limits print, from the same kernel
+// counters), and the start time is computed once from /proc/self/stat.
+// /proc/self/stat cost 3.3 us a read, statm and getrusage 1.8.
 package processcollector
 
 import (
@@ -33,11 +35,11 @@ const userHZ = 100
 
 // Collector is a prometheus.Collector for this process.
 type Collector struct {
-	procPath      string
-	stat, netstat *procfile.File
-	fdDir         *fdDir
-	pageSize      float64
-	start         float64 // seconds since the epoch; 0 if unknown
+	procPath       string
+	statm, netstat *procfile.File
+	fdDir          *fdDir
+	pageSize       float64
+	start          float64 // seconds since the epoch; 0 if unknown
 
 	cpu, fds, maxFDs, vsize, maxVsize, rss, startTime, in, out *prometheus.Desc
 }
@@ -47,7 +49,7 @@ func New(procPath string) *Collector {
 	d := func(n, h string) *prometheus.Desc { return prometheus.NewDesc(n, h, nil, nil) }
 	c := &Collector{
 		procPath:  procPath,
-		stat:      procfile.NewOne(filepath.Join(procPath, "self/stat")),
+		statm:     procfile.NewOne(filepath.Join(procPath, "self/statm")),
 		netstat:   procfile.NewOne(filepath.Join(procPath, "self/net/netstat")),
 		fdDir:     newFDDir(filepath.Join(procPath, "self/fd")),
 		pageSize:  float64(os.Getpagesize()),
@@ -62,7 +64,7 @@ func New(procPath string) *Collector {
 		out:       d("process_network_transmit_bytes_total", "Number of bytes sent by the process over the network."),
 	}
 	var st procStat
-	if c.stat.Do(func(b []byte) error { return st.parse(b) }) == nil {
+	if b, err := os.ReadFile(filepath.Join(procPath, "self/stat")); err == nil && st.parse(b) == nil {
 		if btime, err := bootTime(filepath.Join(procPath, "stat")); err == nil {
 			c.start = float64(btime) + float64(st.startTicks)/userHZ
 		}
@@ -70,9 +72,23 @@ func New(procPath string) *Collector {
 	return c
 }
 
-// procStat holds the fields of /proc/<pid>/stat this collector exports.
+// parseStatm reads the first two fields of /proc/<pid>/statm, the virtual
+// and the resident size in pages.
+func parseStatm(b []byte) (size, resident uint64, err error) {
+	f := procfile.Fields{Rest: b}
+	size, ok := procfile.ParseUint(f.Next())
+	if ok {
+		resident, ok = procfile.ParseUint(f.Next())
+	}
+	if !ok {
+		return 0, 0, fmt.Errorf("malformed statm: %q", b)
+	}
+	return size, resident, nil
+}
+
+// procStat holds the field of /proc/<pid>/stat this collector uses.
 type procStat struct {
-	utime, stime, startTicks, vsize, rssPages uint64
+	startTicks uint64
 }
 
 // parse reads /proc/<pid>/stat. Fields are counted after the command name's
@@ -83,34 +99,18 @@ func (s *procStat) parse(b []byte) error {
 		return errors.New("malformed stat: no command name")
 	}
 	f := procfile.Fields{Rest: b[i+1:]}
-	// Field 3 (state) is the first after ")"; utime is 14, stime 15,
-	// starttime 22, vsize 23, rss 24.
-	for n := 3; n <= 24; n++ {
-		w := f.Next()
-		if w == nil {
+	// Field 3 (state) is the first after ")"; starttime is 22.
+	for n := 3; n < 22; n++ {
+		if f.Next() == nil {
 			return fmt.Errorf("malformed stat: %d fields", n-1)
 		}
-		var dst *uint64
-		switch n {
-		case 14:
-			dst = &s.utime
-		case 15:
-			dst = &s.stime
-		case 22:
-			dst = &s.startTicks
-		case 23:
-			dst = &s.vsize
-		case 24:
-			dst = &s.rssPages
-		default:
-			continue
-		}
-		v, ok := procfile.ParseUint(w)
-		if !ok {
-			return fmt.Errorf("malformed stat: field %d is %q", n, w)
-		}
-		*dst = v
 	}
+	w := f.Next()
+	v, ok := procfile.ParseUint(w)
+	if !ok {
+		return fmt.Errorf("malformed stat: starttime is %q", w)
+	}
+	s.startTicks = v
 	return nil
 }
 
@@ -155,12 +155,13 @@ type Has struct {
 // Read reads the process's figures.
 func (c *Collector) Read() Values {
 	var v Values
-	var st procStat
-	if c.stat.Do(func(b []byte) error { return st.parse(b) }) == nil {
+	var size, resident uint64
+	var ru syscall.Rusage
+	if c.statm.Do(func(b []byte) (err error) { size, resident, err = parseStatm(b); return err }) == nil && rawio.Getrusage(&ru) == nil {
 		v.Has.Stat = true
-		v.CPUSeconds = float64(st.utime+st.stime) / userHZ
-		v.VirtualBytes = float64(st.vsize)
-		v.ResidentBytes = float64(st.rssPages) * c.pageSize
+		v.CPUSeconds = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+		v.VirtualBytes = float64(size) * c.pageSize
+		v.ResidentBytes = float64(resident) * c.pageSize
 	}
 	if c.start > 0 {
 		v.StartTime, v.Has.StartTime = c.start, v.Has.Stat

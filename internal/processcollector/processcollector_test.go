@@ -96,11 +96,23 @@ func TestParseStat(t *testing.T) {
 	if err := s.parse(line); err != nil {
 		t.Fatal(err)
 	}
-	if s != (procStat{utime: 150, stime: 25, startTicks: 12345, vsize: 1048576, rssPages: 300}) {
+	if s != (procStat{startTicks: 12345}) {
 		t.Errorf("parsed %+v", s)
 	}
-	for _, bad := range []string{"", "42 name S 1", "42 (x) S 1 2 3", "42 (x) S 1 42 42 0 -1 4194560 100 0 0 0 x 25 0 0 20 0 7 0 12345 1048576 300"} {
+	for _, bad := range []string{"", "42 name S 1", "42 (x) S 1 2 3", "42 (x) S 1 42 42 0 -1 4194560 100 0 0 0 150 25 0 0 20 0 7 0 x 1048576 300"} {
 		if err := (&procStat{}).parse([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestParseStatm(t *testing.T) {
+	size, resident, err := parseStatm([]byte("5916 1432 820 1 0 1118 0\n"))
+	if err != nil || size != 5916 || resident != 1432 {
+		t.Errorf("parsed %d %d, %v", size, resident, err)
+	}
+	for _, bad := range []string{"", "5916", "5916 x 820", "-1 2"} {
+		if _, _, err := parseStatm([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
 	}

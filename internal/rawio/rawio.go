@@ -103,6 +103,14 @@ func Getrlimit(resource int, rl *syscall.Rlimit) error {
 	return nil
 }
 
+// Getrusage is getrusage(2) for this process, its threads, live and ended.
+func Getrusage(ru *syscall.Rusage) error {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_GETRUSAGE, syscall.RUSAGE_SELF, uintptr(unsafe.Pointer(ru)), 0); e != 0 {
+		return os.NewSyscallError("getrusage", e)
+	}
+	return nil
+}
+
 // Conn is a TCP connection whose reads and writes are raw system calls on
 // its non-blocking socket; when one would block it waits in the network
 // poller through syscall.RawConn, deadlines and Close included, as net does.

@@ -212,7 +212,7 @@ func TestUnreadableFigureLeftOut(t *testing.T) {
 	if err := os.Symlink("/proc/self/fd", filepath.Join(self, "fd")); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"stat", "net/netstat"} {
+	for _, f := range []string{"stat", "statm", "net/netstat"} {
 		b, err := os.ReadFile(filepath.Join("/proc/self", f))
 		if err != nil {
 			t.Fatal(err)
@@ -238,12 +238,12 @@ func TestUnreadableFigureLeftOut(t *testing.T) {
 		t.Fatalf("with every file there: %v", h)
 	}
 	// Rewritten in place: the kept descriptor reads what is there now.
-	if err := os.WriteFile(filepath.Join(self, "stat"), []byte("garbage"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(self, "statm"), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h := has()
 	if h["process_cpu_seconds_total"] || h["process_resident_memory_bytes"] {
-		t.Errorf("an unreadable stat still gave its figures: %v", h)
+		t.Errorf("an unreadable statm still gave its figures: %v", h)
 	}
 	if !h["go_goroutines"] || !h["process_open_fds"] || !h["process_max_fds"] {
 		t.Errorf("the readable figures went too: %v", h)
