@@ -182,7 +182,7 @@ func TestGatheredResponses(t *testing.T) {
 	lim := newConnLimiter(3)
 	bodies := map[string]string{}
 	mux := http.NewServeMux()
-	for _, n := range []int{10, 3000, 4096, 5000, 200_000} {
+	for _, n := range []int{10, 3000, 4000, 4096, 5000, 200_000} {
 		var b strings.Builder
 		for i := 0; b.Len() < n; i++ {
 			fmt.Fprintf(&b, "%x", sha256.Sum256([]byte(strconv.Itoa(n*i)))) // incompressible

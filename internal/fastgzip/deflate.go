@@ -59,6 +59,7 @@ func (e *encoder) appendGzip(dst, src []byte) []byte {
 	dst = append(dst, 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255)
 	e.w = bitWriter{out: dst}
 	clear(e.table[:])
+	e.headers.startBody()
 	m := matcher{src: src, prev: -1}
 	m.nl = indexNL(src, 0)
 	for {

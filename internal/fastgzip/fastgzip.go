@@ -105,19 +105,24 @@ func Handler(h http.Handler) http.Handler {
 		hdr := w.Header()
 		hdr.Set("Content-Encoding", "gzip")
 		hdr.Set("Content-Length", strconv.Itoa(len(b.gz))) // the handler's counted plain bytes
-		g, _ := r.Context().Value(connKey{}).(WriteGatherer)
-		if g != nil {
+		if g, ok := r.Context().Value(connKey{}).(WriteGatherer); ok {
 			// The header and the body in one write: the bytes written
-			// from here on are at least the body's.
-			g.GatherWrites(len(b.gz))
+			// from here on are the body's and a header of at least the
+			// status line and these fields.
+			n := len(b.gz) + len("HTTP/1.1 200\r\n\r\n")
+			for k, v := range hdr {
+				n += len(v) * (len(k) + len(": \r\n"))
+				for _, s := range v {
+					n += len(s)
+				}
+			}
+			g.GatherWrites(n)
+			defer g.GatherWrites(0) // anything held, whatever happens
 		}
 		w.WriteHeader(rw.status)
 		w.Write(b.gz)
-		if g != nil {
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush() // what net/http still buffers completes the write
-			}
-			g.GatherWrites(0)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush() // what net/http still buffers completes the write
 		}
 	})
 }

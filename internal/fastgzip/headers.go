@@ -6,9 +6,16 @@ import "encoding/binary"
 // ones are tokenized as any other text.
 const maxHeaderLine = 1024
 
-// maxHeaderBytes bounds the text a headerCache keeps; past it the cache
-// starts over.
+// maxHeaderBytes bounds what a headerCache makes between two times it
+// starts over (its lines, tokens and entries, live or replaced): past it,
+// lines are tokenized as any other text. It starts over before a body when
+// the last body found it full and used less than half of it.
 const maxHeaderBytes = 256 << 10
+
+// maxVariants is how many entries a line's text keeps, each made after
+// other lines: the same text twice in a body, or bodies that take turns
+// (a full scrape and a filtered one) each keep theirs.
+const maxVariants = 4
 
 // ringLines is how many comment lines before a line its kept tokens may
 // match: help texts repeat phrases of their neighbours'.
@@ -25,8 +32,12 @@ const ringLines = 31
 // same lines as when they were made: each entry knows the entry of the
 // comment line before it, which knew its own.
 type headerCache struct {
-	lines map[string]*headerTokens
-	bytes int
+	lines   map[string]*headerTokens
+	bytes   int  // made since it started over, see maxHeaderBytes
+	entries int  // made since it started over
+	used    int  // entries used in this body
+	refused bool // a line was not kept in this body for want of room
+	made    int  // entries made, ever
 	// scratch of makeHeader
 	buf   []byte
 	head  [1 << 10]int32
@@ -35,6 +46,7 @@ type headerCache struct {
 
 type headerTokens struct {
 	prev *headerTokens // the comment line before when these were made
+	next *headerTokens // the entry for the same text after another line
 	toks []uint32      // the line's tokens; those into lines before are placed by ctx
 	lit  []uint16      // each token's literal/length symbol
 	dist []uint8       // the distance codes of its matches within the line
@@ -66,6 +78,16 @@ func (r *headerRing) push(start, end int, h *headerTokens) {
 	r.last = h
 }
 
+// startBody starts the cache over if the last body found it full of what
+// it did not use.
+func (c *headerCache) startBody() {
+	if c.refused && c.used*2 < c.entries {
+		clear(c.lines)
+		c.bytes, c.entries = 0, 0
+	}
+	c.used, c.refused = 0, false
+}
+
 // header appends the kept tokens of the comment line at cur to toks,
 // counting their symbols, and pushes it on m.hdr. It does nothing but
 // empty m.hdr when the line is not kept (too long, no newline, text it
@@ -79,15 +101,31 @@ func (e *encoder) header(toks []uint32, m *matcher, cur, nl int) (_ []uint32, fu
 	}
 	line := src[cur : nl+1]
 	c := &e.headers
-	h := c.lines[string(line)]
-	if h == nil || h.prev != r.last {
-		if c.lines == nil || c.bytes > maxHeaderBytes {
-			c.lines, c.bytes = make(map[string]*headerTokens), 0
+	first := c.lines[string(line)]
+	h := first
+	for n := 0; h != nil && h.prev != r.last; n++ {
+		if n == maxVariants-1 {
+			h.next = nil // the oldest goes
+		}
+		h = h.next
+	}
+	if h == nil {
+		if c.bytes > maxHeaderBytes {
+			c.refused = true
+			*r = headerRing{}
+			return toks, false
+		}
+		if c.lines == nil {
+			c.lines = make(map[string]*headerTokens)
 		}
 		h = c.makeHeader(src, r, line)
+		h.next = first
 		c.lines[string(line)] = h
-		c.bytes += len(line) + 4*len(h.toks)
+		c.bytes += 64 + len(line) + 7*len(h.toks) + 8*len(h.ctx)
+		c.entries++
+		c.made++
 	}
+	c.used++
 	if h.far > 0 && nl+1-r.start[h.far-1] > maxDist {
 		*r = headerRing{}
 		return toks, false

@@ -174,8 +174,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// maxHeld bounds the buffer kept for held writes between responses.
-const maxHeld = 64 << 10
+// maxHeld bounds the buffer a connection keeps for held writes between
+// responses: net/http's 4 KiB and a little.
+const maxHeld = 8 << 10
 
 // GatherWrites makes the writes that follow go out in one system call, the
 // one that brings the bytes written since to n or more: until then they
