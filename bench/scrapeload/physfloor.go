@@ -102,5 +102,5 @@ func (pf physFloor) print(w io.Writer, subject string, p50, files time.Duration)
 	fmt.Fprintf(w, "physical floor of a scrape (same run, median): %.0f µs = HTTP round trip %.0f + kernel files at cadence %.0f + encoding %.0f + stateless gzip %.0f\n",
 		us(total), us(pf.rtt), us(files), us(pf.encode), us(pf.gzip))
 	fmt.Fprintf(w, "  %s p50 / physical floor      %.2fx (aim 1.5x; the rest: %s)\n", subject, us(p50)/us(total),
-		strings.Join([]string{"/proc/self/net/netstat and /proc/self/stat for process_*", "kernel files and gzip colder than in the floor's loops", "collectors above their read floor", "net/http and the Go scheduler"}, ", "))
+		strings.Join([]string{"/proc/self/net/netstat and /proc/self/statm for process_*", "kernel files and gzip colder than in the floor's loops", "collectors above their read floor", "net/http and the Go scheduler"}, ", "))
 }
