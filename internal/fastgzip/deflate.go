@@ -88,6 +88,11 @@ type matcher struct {
 	hdr        headerRing // the comment lines before, tokenized from the cache
 }
 
+// hash4 is the hash, of bits bits, of 4 bytes read little-endian.
+func hash4(x uint32, bits uint) uint32 {
+	return (x * 0x9E3779B1) >> (32 - bits)
+}
+
 func indexNL(src []byte, from int) int {
 	if i := bytes.IndexByte(src[from:], '\n'); i >= 0 {
 		return from + i
@@ -103,14 +108,14 @@ func (e *encoder) tokenize(m *matcher) {
 	toks, lf, df, table := e.tokens, &e.litFreq, &e.distFreq, &e.table
 	for p+8 <= len(src) && len(toks) < maxTokens {
 		if p == cur && src[p] == '#' {
-			var full bool
-			if toks, full = e.header(toks, m, cur, nl); full {
+			var kept, full bool
+			if toks, kept, full = e.header(toks, m, cur, nl); full {
 				break
 			}
-			if m.hdr.n > 0 && m.hdr.start[0] == cur { // tokenized from the cache
+			if kept {
 				if nl-cur >= 7+4 {
 					// The metric name, for the series below to match.
-					table[(binary.LittleEndian.Uint32(src[cur+7:])*0x9E3779B1)>>(32-hashBits)] = uint32(cur + 7 + 1)
+					table[hash4(binary.LittleEndian.Uint32(src[cur+7:]), hashBits)] = uint32(cur + 7 + 1)
 				}
 				p = nl + 1
 				prev, cur = cur, p
@@ -143,7 +148,7 @@ func (e *encoder) tokenize(m *matcher) {
 			// Earlier text: a value and the next line's start often
 			// repeat text some lines up.
 			x := uint32(x8)
-			h := (x * 0x9E3779B1) >> (32 - hashBits)
+			h := hash4(x, hashBits)
 			c := int(table[h]) - 1
 			table[h] = uint32(p + 1)
 			if c >= 0 && p-c <= maxDist {

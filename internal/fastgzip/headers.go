@@ -1,6 +1,9 @@
 package fastgzip
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // maxHeaderLine is the longest comment line whose tokens are kept; longer
 // ones are tokenized as any other text.
@@ -16,6 +19,9 @@ const maxHeaderBytes = 256 << 10
 // other lines: the same text twice in a body, or bodies that take turns
 // (a full scrape and a filtered one) each keep theirs.
 const maxVariants = 4
+
+// headHashBits sizes makeHeader's table of earlier positions.
+const headHashBits = 10
 
 // ringLines is how many comment lines before a line its kept tokens may
 // match: help texts repeat phrases of their neighbours'.
@@ -40,7 +46,7 @@ type headerCache struct {
 	made    int  // entries made, ever
 	// scratch of makeHeader
 	buf   []byte
-	head  [1 << 10]int32
+	head  [1 << headHashBits]int32
 	chain []int32
 }
 
@@ -89,15 +95,15 @@ func (c *headerCache) startBody() {
 }
 
 // header appends the kept tokens of the comment line at cur to toks,
-// counting their symbols, and pushes it on m.hdr. It does nothing but
-// empty m.hdr when the line is not kept (too long, no newline, text it
-// matches too far back) and returns full, appending nothing, when the
-// tokens do not fit in the block.
-func (e *encoder) header(toks []uint32, m *matcher, cur, nl int) (_ []uint32, full bool) {
+// counting their symbols, and pushes it on m.hdr. When the line is not
+// kept (too long, no newline, no room, text it matches too far back) it
+// does nothing but empty m.hdr; it returns full, appending nothing, when
+// the tokens do not fit in the block.
+func (e *encoder) header(toks []uint32, m *matcher, cur, nl int) (_ []uint32, kept, full bool) {
 	src, r := m.src, &m.hdr
 	if nl >= len(src) || nl-cur >= maxHeaderLine {
 		*r = headerRing{}
-		return toks, false
+		return toks, false, false
 	}
 	line := src[cur : nl+1]
 	c := &e.headers
@@ -113,7 +119,7 @@ func (e *encoder) header(toks []uint32, m *matcher, cur, nl int) (_ []uint32, fu
 		if c.bytes > maxHeaderBytes {
 			c.refused = true
 			*r = headerRing{}
-			return toks, false
+			return toks, false, false
 		}
 		if c.lines == nil {
 			c.lines = make(map[string]*headerTokens)
@@ -128,10 +134,10 @@ func (e *encoder) header(toks []uint32, m *matcher, cur, nl int) (_ []uint32, fu
 	c.used++
 	if h.far > 0 && nl+1-r.start[h.far-1] > maxDist {
 		*r = headerRing{}
-		return toks, false
+		return toks, false, false
 	}
 	if len(toks)+len(h.toks) > maxTokens {
-		return toks, true
+		return toks, false, true
 	}
 	// What to add to a distance into each line before.
 	var adj [ringLines + 1]int
@@ -156,7 +162,7 @@ func (e *encoder) header(toks []uint32, m *matcher, cur, nl int) (_ []uint32, fu
 		df[dc]++
 	}
 	r.push(cur, nl+1, h)
-	return toks, false
+	return toks, true, false
 }
 
 // makeHeader tokenizes line after the comment lines of r, greedily with
@@ -178,11 +184,10 @@ func (c *headerCache) makeHeader(src []byte, r *headerRing, line []byte) *header
 	// Earlier positions by their 4 bytes, newest first: head[hash] and
 	// chain[position] are position+1, 0 ending the list.
 	clear(c.head[:])
-	chain := resize(c.chain, end)
+	chain := slices.Grow(c.chain[:0], end)[:end]
 	c.chain = chain
-	hash := func(i int) uint32 { return (binary.LittleEndian.Uint32(buf[i:]) * 0x9E3779B1) >> (32 - 10) }
 	insert := func(i int) {
-		k := hash(i)
+		k := hash4(binary.LittleEndian.Uint32(buf[i:]), headHashBits)
 		chain[i] = c.head[k]
 		c.head[k] = int32(i + 1)
 	}
@@ -193,7 +198,7 @@ func (c *headerCache) makeHeader(src []byte, r *headerRing, line []byte) *header
 	for q := q0; q < end; {
 		best, from := 0, 0
 		x := binary.LittleEndian.Uint32(buf[q:])
-		for s := int(c.head[hash(q)]) - 1; s >= 0; s = int(chain[s]) - 1 {
+		for s := int(c.head[hash4(x, headHashBits)]) - 1; s >= 0; s = int(chain[s]) - 1 {
 			limit := min(maxMatch, end-q)
 			if j := lineOf(ends[:r.n], s); j < r.n {
 				limit = min(limit, ends[j]-s)
@@ -239,11 +244,4 @@ func lineOf(ends []int, s int) int {
 		j++
 	}
 	return j
-}
-
-func resize[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
 }
